@@ -1,0 +1,209 @@
+"""Per-host plan: everything the roles need, computed from the spec and the host's facts.
+
+Pure functions, no I/O: `make_plan(spec, platform, gpu_probe)` is what the roles turn into
+operations and what the offline review renders. Errors are `PlanError`s a user can act on.
+"""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass
+
+from comfyinfra.facts import GpuProbe, HostPlatform
+from comfyinfra.spec import HostKind, HostSpec, RefKind, classify_ref, tag_name
+from comfyinfra.torch_matrix import Gpu, TorchChoice, TorchChoiceError, choose_torch
+
+# Service manager per host kind when the spec says "auto" and the host's facts don't decide it.
+CONTAINER_KINDS = {HostKind.runpod}
+
+
+class PlanError(ValueError):
+    """This host cannot be deployed as declared; the message says why and what to change."""
+
+
+@dataclass(frozen=True)
+class Paths:
+    root: str
+    app: str  # the ComfyUI checkout
+    venv: str
+    custom_nodes: str
+    models: str
+    input: str
+    output: str
+    temp: str
+    user: str
+    logs: str
+    state: str  # comfyinfra's own bookkeeping on the host (constraints, stamps)
+
+    @property
+    def python(self) -> str:
+        return f"{self.venv}/bin/python"
+
+    @property
+    def constraints(self) -> str:
+        return f"{self.state}/constraints.txt"
+
+    @property
+    def pip_conf(self) -> str:
+        # pip reads <venv>/pip.conf for every pip run inside the venv, ComfyUI-Manager's included.
+        return f"{self.venv}/pip.conf"
+
+    def data_dirs(self) -> tuple[str, ...]:
+        return (self.models, self.input, self.output, self.temp, self.user, self.logs)
+
+
+@dataclass(frozen=True)
+class GitPin:
+    repo: str
+    ref: str
+    kind: RefKind
+
+    @property
+    def label(self) -> str:
+        return self.ref[:12] if self.kind is RefKind.commit else self.ref
+
+
+@dataclass(frozen=True)
+class NodePlan:
+    name: str
+    path: str
+    pin: GitPin
+    install_requirements: bool
+
+
+@dataclass(frozen=True)
+class HostPlan:
+    spec: HostSpec
+    paths: Paths
+    comfyui: GitPin
+    nodes: tuple[NodePlan, ...]
+    gpus: tuple[Gpu, ...]
+    torch: TorchChoice
+    constraints: tuple[str, ...]
+    pip_config: tuple[tuple[str, str], ...]  # (key, value) lines of [global] in the venv's pip.conf
+    service_manager: str  # systemd | supervisor
+    launch_args: tuple[str, ...]
+
+    @property
+    def command_line(self) -> str:
+        return shlex.join([self.paths.python, "main.py", *self.launch_args])
+
+    @property
+    def health_url(self) -> str:
+        host = self.spec.listen.split(",")[0].strip()
+        host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
+        return f"http://{f'[{host}]' if ':' in host else host}:{self.spec.port}/system_stats"
+
+
+def make_paths(root: str) -> Paths:
+    return Paths(
+        root=root,
+        app=f"{root}/ComfyUI",
+        venv=f"{root}/venv",
+        custom_nodes=f"{root}/ComfyUI/custom_nodes",
+        models=f"{root}/models",
+        input=f"{root}/input",
+        output=f"{root}/output",
+        temp=f"{root}/temp",
+        user=f"{root}/user",
+        logs=f"{root}/logs",
+        state=f"{root}/.comfyinfra",
+    )
+
+
+def pin(repo: str, ref: str) -> GitPin:
+    kind = classify_ref(ref)
+    return GitPin(repo=repo, ref=tag_name(ref) if kind is RefKind.tag else ref, kind=kind)
+
+
+def effective_gpus(spec: HostSpec, probe: GpuProbe) -> tuple[Gpu, ...]:
+    """Detected GPUs win; a declaration that contradicts them is an error; without nvidia-smi the declaration stands."""
+    if probe.error:
+        raise PlanError(f"nvidia-smi ({probe.nvidia_smi}) failed: {probe.error!r}. If the driver was just updated, reboot the host.")
+    if spec.cpu_only:
+        return ()
+    declared = spec.gpu
+    if probe.nvidia_smi is None:
+        if declared is None:
+            return ()
+        return (Gpu(declared.name, declared.vram_mib, declared.compute_capability, declared.driver_version),)
+    detected = probe.gpus
+    if declared is not None and detected:
+        first = detected[0]
+        mismatches = []
+        if declared.name.lower() not in first.name.lower():
+            mismatches.append(f"name {declared.name!r} but nvidia-smi reports {first.name!r}")
+        if first.compute_capability and declared.compute_capability != first.compute_capability:
+            mismatches.append(f"compute capability {declared.compute_capability} but detected {first.compute_capability}")
+        if abs(declared.vram_mib - first.vram_mib) > 0.05 * first.vram_mib:
+            mismatches.append(f"vram_mib {declared.vram_mib} but detected {first.vram_mib}")
+        if declared.driver_version and first.driver_version and declared.driver_version != first.driver_version:
+            mismatches.append(f"driver {declared.driver_version} but detected {first.driver_version}")
+        if mismatches:
+            raise PlanError("declared gpu does not match the host: " + "; ".join(mismatches) + ". Fix or remove field gpu.")
+    return detected
+
+
+def choose_service_manager(spec: HostSpec, platform: HostPlatform) -> str:
+    if spec.service_manager != "auto":
+        if spec.service_manager == "systemd" and not platform.systemd:
+            raise PlanError("service_manager is 'systemd' but systemd is not running as init on this host; "
+                            "allowed here: 'supervisor' or 'auto'")
+        return spec.service_manager
+    if spec.host_kind in CONTAINER_KINDS or not platform.systemd:
+        return "supervisor"
+    return "systemd"
+
+
+def launch_args(spec: HostSpec, paths: Paths, gpus: tuple[Gpu, ...]) -> tuple[str, ...]:
+    args = ["--listen", spec.listen, "--port", str(spec.port),
+            "--output-directory", paths.output, "--input-directory", paths.input,
+            # ComfyUI uses <X>/temp for --temp-directory X (comfyui-real-cpu.md §5)
+            "--temp-directory", paths.root, "--user-directory", paths.user,
+            "--disable-auto-launch"]
+    if not gpus:
+        args.append("--cpu")
+    return tuple(args)
+
+
+def pip_config(spec: HostSpec, paths: Paths) -> tuple[tuple[str, str], ...]:
+    sources = spec.pip_sources
+    lines = [("constraint", paths.constraints)]
+    if sources.index_url:
+        lines.append(("index-url", sources.index_url))
+    if sources.extra_index_urls:
+        lines.append(("extra-index-url", " ".join(sources.extra_index_urls)))
+    if sources.find_links:
+        lines.append(("find-links", " ".join(sources.find_links)))
+    return tuple(lines)
+
+
+def make_plan(spec: HostSpec, platform: HostPlatform, probe: GpuProbe) -> HostPlan:
+    paths = make_paths(spec.install_root)
+    gpus = effective_gpus(spec, probe)
+    pins = spec.torch
+    if spec.cpu_only and pins.variant is None:
+        pins = pins.model_copy(update={"variant": "cpu"})
+    try:
+        torch = choose_torch(pins, platform.arch, list(gpus), windows_driver=spec.host_kind is HostKind.wsl)
+    except TorchChoiceError as error:
+        raise PlanError(str(error)) from None
+    if spec.pip_sources.torch_index_url:
+        torch = TorchChoice(torch.variant, spec.pip_sources.torch_index_url, torch.requirements,
+                            torch.reason + ", index overridden")
+    nodes = tuple(
+        NodePlan(node.name, f"{paths.custom_nodes}/{node.name}", pin(node.repo, node.ref), node.install_requirements)
+        for node in spec.custom_nodes
+    )
+    return HostPlan(
+        spec=spec,
+        paths=paths,
+        comfyui=pin(spec.comfyui_repo, spec.comfyui_ref),
+        nodes=nodes,
+        gpus=gpus,
+        torch=torch,
+        constraints=torch.requirements,
+        pip_config=pip_config(spec, paths),
+        service_manager=choose_service_manager(spec, platform),
+        launch_args=launch_args(spec, paths, gpus),
+    )

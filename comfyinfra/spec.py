@@ -1,0 +1,306 @@
+"""What a user declares for one host, validated before anything connects.
+
+`HostSpec` is the single reference for every knob a ComfyUI host has: inventory files and
+`group_data/*.py` set these names as plain module-level variables, pyinfra merges them per host
+(host > group > all), and `comfyinfra.preflight` validates the merged data of every host here
+before the first SSH connection. Field descriptions are the user documentation
+(`python -m comfyinfra.schema` prints the JSON schema).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from enum import Enum
+from pathlib import PurePosixPath
+from typing import Annotated, Literal
+from urllib.parse import urlsplit
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+
+FULL_COMMIT = re.compile(r"^[0-9a-f]{40}$")
+ABBREVIATED_COMMIT = re.compile(r"^[0-9a-fA-F]{7,39}$")
+# A release tag such as v0.3.64, 0.3.64 or 1.2.0-rc1; anything else must be spelled refs/tags/<name>.
+TAG_LIKE = re.compile(r"^v?\d+(\.\d+)+([-.+][0-9A-Za-z.]+)?$")
+NODE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+POSIX_USER = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
+VERSION = re.compile(r"^\d+\.\d+\.\d+$")
+PIP_REQUIREMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(\[[A-Za-z0-9,._-]+\])?\s*([<>=!~]=?[^\s;]+(,\s*[<>=!~]=?[^\s;]+)*)?$")
+
+STRICT = ConfigDict(extra="forbid", frozen=True)
+
+
+class HostKind(str, Enum):
+    wsl = "wsl"
+    runpod = "runpod"
+    dgx = "dgx"
+    linux = "linux"
+
+
+class RefKind(str, Enum):
+    commit = "commit"
+    tag = "tag"
+    branch = "branch"
+
+
+def classify_ref(ref: str) -> RefKind:
+    """How a git ref string is read: a 40-hex commit, a tag, or (anything else) a branch."""
+    if FULL_COMMIT.match(ref):
+        return RefKind.commit
+    if ref.startswith("refs/tags/") or TAG_LIKE.match(ref):
+        return RefKind.tag
+    return RefKind.branch
+
+
+def tag_name(ref: str) -> str:
+    return ref.removeprefix("refs/tags/")
+
+
+def _check_ref(ref: str, allow_branch: bool, allow_field: str = "allow_branch") -> str:
+    if ABBREVIATED_COMMIT.match(ref) and not FULL_COMMIT.match(ref) and not TAG_LIKE.match(ref):
+        if len(ref) == 40:
+            raise ValueError(f"{ref!r}: commits are written in lowercase hex")
+        raise ValueError(
+            f"{ref!r} looks like an abbreviated commit; allowed: the full 40-hex commit "
+            "(git rev-parse <ref>), a tag such as v0.3.64 or refs/tags/<name>"
+        )
+    if classify_ref(ref) is RefKind.branch and not allow_branch:
+        raise ValueError(
+            f"{ref!r} is a branch, which moves under you; allowed: a full 40-hex commit or a tag "
+            f"(v0.3.64, refs/tags/<name>). To track a branch anyway set {allow_field}=True"
+        )
+    return ref
+
+
+def _check_abs_path(value: str) -> str:
+    if "\x00" in value or "\n" in value:
+        raise ValueError("allowed: an absolute POSIX path without control characters")
+    path = PurePosixPath(value)
+    if not path.is_absolute():
+        raise ValueError(f"{value!r} is relative; allowed: an absolute path such as /opt/comfyui")
+    if ".." in path.parts:
+        raise ValueError(f"{value!r} contains '..'; allowed: an absolute path without '..'")
+    return str(path)
+
+
+def _check_repo_url(value: str) -> str:
+    if value.startswith("/"):
+        return _check_abs_path(value)
+    if re.match(r"^[\w.-]+@[\w.-]+:[\w./~-]+$", value):  # scp-like git@host:owner/repo.git
+        return value
+    parts = urlsplit(value)
+    if parts.scheme not in ("https", "http", "ssh", "git", "file"):
+        raise ValueError(
+            f"{value!r}: allowed: an https://, ssh://, git@host:path or file:// URL, or an absolute path"
+        )
+    if parts.password or (parts.username and parts.scheme in ("https", "http")):
+        raise ValueError(
+            "the URL carries credentials, which would show in process lists and logs; "
+            "allowed: a URL without credentials (use an SSH key, or ~/.netrc / a git credential helper on the host)"
+        )
+    return value
+
+
+def _check_index_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("https", "http", "file"):
+        raise ValueError(f"{value!r}: allowed: an https://, http:// or file:// URL")
+    if parts.username or parts.password:
+        raise ValueError(
+            "package index URLs must not carry credentials (they would show in process lists); "
+            "allowed: a URL without user:password (put credentials in ~/.netrc on the host)"
+        )
+    return value
+
+
+AbsPath = Annotated[str, AfterValidator(_check_abs_path)]
+RepoUrl = Annotated[str, AfterValidator(_check_repo_url)]
+IndexUrl = Annotated[str, AfterValidator(_check_index_url)]
+
+
+class TorchPins(BaseModel):
+    """The PyTorch set. Only the build variant (cu128, cu130, cpu, ...) differs per host."""
+
+    model_config = STRICT
+    torch: str = Field(description="torch release, e.g. 2.9.1 (no +variant: the plan picks it)")
+    torchvision: str | None = Field(None, description="matching torchvision release (torch 2.x.y -> 0.(x+15).y)")
+    torchaudio: str | None = Field(None, description="matching torchaudio release (same as torch up to 2.11)")
+    variant: str | None = Field(
+        None, description="force a build variant (cpu, cu126, cu128, cu130, ...); default: chosen from GPU facts"
+    )
+
+    @field_validator("torch", "torchvision", "torchaudio")
+    @classmethod
+    def _plain_version(cls, value: str | None) -> str | None:
+        if value is not None and not VERSION.match(value):
+            raise ValueError(f"{value!r}: allowed: a plain release X.Y.Z such as 2.9.1 (the +variant is chosen per host)")
+        return value
+
+    @field_validator("variant")
+    @classmethod
+    def _variant(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^(cpu|cu\d{3})$", value):
+            raise ValueError(f"{value!r}: allowed: cpu or cuXYZ such as cu128")
+        return value
+
+    @model_validator(mode="after")
+    def _matching_set(self) -> TorchPins:
+        major, minor, patch = (int(p) for p in self.torch.split("."))
+        if self.torchvision is not None:
+            expected = f"0.{minor + 15}.{patch}" if major == 2 else None
+            if expected and self.torchvision != expected:
+                raise ValueError(
+                    f"torchvision {self.torchvision} does not match torch {self.torch}; allowed: torchvision {expected}"
+                )
+        if self.torchaudio is not None:
+            ta_major, ta_minor, _ = (int(p) for p in self.torchaudio.split("."))
+            # torchaudio tracks torch until 2.11, then stays on 2.11.x (maintenance mode).
+            ok = (ta_major, ta_minor) == (major, minor) or ((major, minor) >= (2, 12) and (ta_major, ta_minor) == (2, 11))
+            if not ok:
+                allowed = f"{major}.{minor}.x" + (" or 2.11.x" if (major, minor) >= (2, 12) else "")
+                raise ValueError(
+                    f"torchaudio {self.torchaudio} does not match torch {self.torch}; allowed: torchaudio {allowed}"
+                )
+        return self
+
+
+class PipSources(BaseModel):
+    """Where pip gets packages on the host; defaults are PyPI plus the PyTorch index the plan picks."""
+
+    model_config = STRICT
+    torch_index_url: IndexUrl | None = Field(
+        None, description="index for the torch set; default https://download.pytorch.org/whl/<variant>"
+    )
+    index_url: IndexUrl | None = Field(None, description="replaces PyPI for everything else (a mirror)")
+    extra_index_urls: list[IndexUrl] = Field(default_factory=list, description="extra indexes (pip --extra-index-url)")
+    find_links: list[str] = Field(
+        default_factory=list, description="wheelhouse directories or URLs on the host (pip --find-links), for offline hosts"
+    )
+
+
+class CustomNode(BaseModel):
+    """A ComfyUI custom node checked out into custom_nodes/<name> at a pinned commit."""
+
+    model_config = STRICT
+    name: str = Field(description="directory name under custom_nodes/")
+    repo: RepoUrl = Field(description="git URL (or absolute path) of the node's repository")
+    allow_branch: bool = Field(False, description="accept a branch name for ref (not reproducible)")
+    ref: str = Field(description="full 40-hex commit or a tag; a branch only with allow_branch=True")
+    install_requirements: bool = Field(True, description="pip-install the node's requirements.txt under the torch constraints")
+
+    @field_validator("name")
+    @classmethod
+    def _safe_name(cls, value: str) -> str:
+        if not NODE_NAME.match(value) or value in (".", ".."):
+            raise ValueError(
+                f"{value!r} is not a safe directory name; allowed: letters, digits, '.', '_', '-' "
+                "(starting with a letter or digit, at most 100 characters)"
+            )
+        return value
+
+    @field_validator("ref")
+    @classmethod
+    def _pinned(cls, value: str, info: ValidationInfo) -> str:
+        return _check_ref(value, info.data.get("allow_branch", False))
+
+
+class DeclaredGpu(BaseModel):
+    """A GPU as the inventory declares it (used offline; nvidia-smi facts win when present)."""
+
+    model_config = STRICT
+    name: str = Field(description="as nvidia-smi prints it, e.g. 'NVIDIA GeForce RTX 3090'")
+    vram_mib: int = Field(gt=0, description="memory.total in MiB (GB10: system MemTotal)")
+    compute_capability: str = Field(description="e.g. '8.6'")
+    driver_version: str | None = Field(None, description="e.g. '570.124.06' (WSL: the Windows driver number)")
+
+    @field_validator("compute_capability")
+    @classmethod
+    def _cc(cls, value: str) -> str:
+        if not re.match(r"^\d{1,2}\.\d$", value):
+            raise ValueError(f"{value!r}: allowed: major.minor such as 8.6 or 12.0")
+        return value
+
+    @field_validator("driver_version")
+    @classmethod
+    def _driver(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^\d+(\.\d+){1,3}$", value):
+            raise ValueError(f"{value!r}: allowed: a driver version such as 570.124.06")
+        return value
+
+
+class HostSpec(BaseModel):
+    """Everything comfyinfra needs to know about one ComfyUI host."""
+
+    model_config = STRICT
+
+    host_kind: HostKind = Field(description="wsl, runpod, dgx or linux: set by group_data/<kind>.py")
+    comfyui_repo: RepoUrl = Field(description="ComfyUI git URL; override for mirrors and offline hosts")
+    comfyui_allow_branch: bool = Field(False, description="accept a branch name for comfyui_ref (not reproducible)")
+    comfyui_ref: str = Field(description="full 40-hex commit or a tag of ComfyUI")
+    torch: TorchPins
+    custom_nodes: list[CustomNode] = Field(default_factory=list)
+    extra_pip_packages: list[str] = Field(
+        default_factory=list, description="installed with ComfyUI's requirements (0.3.64 needs 'requests')"
+    )
+    pip_sources: PipSources = Field(default_factory=PipSources)
+    install_root: AbsPath = Field(description="everything lives under here: app/, venv/, models/, logs/, ...")
+    service_user: str = Field(description="unprivileged user that owns the tree and runs ComfyUI")
+    python: str = Field("python3", description="interpreter on the host used to create the venv")
+    listen: str = Field("127.0.0.1", description="address ComfyUI binds (comma list allowed)")
+    port: int = Field(8188, ge=1, le=65535, description="TCP port ComfyUI listens on")
+    service_manager: Literal["auto", "systemd", "supervisor"] = Field(
+        "auto", description="auto: systemd when it is PID 1 on the host, else supervisord"
+    )
+    health_timeout_s: int = Field(180, ge=5, le=3600, description="how long to wait for /system_stats after a (re)start")
+    gpu: DeclaredGpu | None = Field(None, description="declared GPU, for offline planning; nvidia-smi facts win")
+    cpu_only: bool = Field(False, description="run on the CPU even if a GPU is present")
+
+    @field_validator("comfyui_ref")
+    @classmethod
+    def _comfyui_pinned(cls, value: str, info: ValidationInfo) -> str:
+        return _check_ref(value, info.data.get("comfyui_allow_branch", False), "comfyui_allow_branch")
+
+    @field_validator("service_user")
+    @classmethod
+    def _user(cls, value: str) -> str:
+        if not POSIX_USER.match(value) or value == "root":
+            raise ValueError(f"{value!r}: allowed: a non-root POSIX user name such as 'comfy'")
+        return value
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, value: str) -> str:
+        for address in value.split(","):
+            try:
+                ipaddress.ip_address(address.strip())
+            except ValueError:
+                raise ValueError(f"{address!r}: allowed: IP addresses such as 127.0.0.1 or 0.0.0.0, comma-separated") from None
+        return value
+
+    @field_validator("python")
+    @classmethod
+    def _python(cls, value: str) -> str:
+        if not re.match(r"^(/[\w.+-]+)+$|^python3(\.\d+)?$", value):
+            raise ValueError(f"{value!r}: allowed: python3, python3.X or an absolute interpreter path")
+        return value
+
+    @field_validator("extra_pip_packages")
+    @classmethod
+    def _requirements(cls, value: list[str]) -> list[str]:
+        for requirement in value:
+            if not PIP_REQUIREMENT.match(requirement):
+                raise ValueError(f"{requirement!r}: allowed: a pip requirement such as 'requests' or 'requests==2.32.3'")
+            if re.match(r"^(torch|torchvision|torchaudio)\b", requirement):
+                raise ValueError(f"{requirement!r}: the torch set is pinned in 'torch', not in extra_pip_packages")
+        return value
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> HostSpec:
+        names = [node.name for node in self.custom_nodes]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"custom node names must be unique; {', '.join(duplicates)} appear more than once")
+        return self
+
+
+SPEC_FIELDS = frozenset(HostSpec.model_fields)

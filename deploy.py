@@ -1,0 +1,27 @@
+"""comfyinfra: `pyinfra inventory/<fleet>.py deploy.py` provisions every host in the inventory.
+
+Data flows one way: inventory + group_data -> validated HostSpec (comfyinfra.spec, checked for all
+hosts before any connection by config.py) -> HostPlan from the host's facts (comfyinfra.plan) ->
+roles -> operations. A host whose plan can't be made fails alone, with the reason.
+"""
+
+from pyinfra import host
+
+from comfyinfra.facts import NvidiaGpus, Platform
+from comfyinfra.operations import refuse
+from comfyinfra.plan import PlanError, make_plan
+from comfyinfra.preflight import spec_for
+from roles.base import base
+from roles.comfyui import comfyui
+from roles.custom_nodes import custom_nodes
+from roles.service import service
+
+try:
+    plan = make_plan(spec_for(host), host.get_fact(Platform), host.get_fact(NvidiaGpus))
+except PlanError as error:
+    refuse(name="Plan this host", message=f"{host.name}: {error}")
+else:
+    base(plan)
+    changed = comfyui(plan)
+    changed += custom_nodes(plan)
+    service(plan, changed)

@@ -1,0 +1,39 @@
+"""Fleet defaults: every knob comfyinfra has, with its default. Hosts and groups override these.
+
+The full reference (types, allowed values) is comfyinfra/spec.py; `python -m comfyinfra.schema`
+prints it as JSON schema.
+"""
+
+import os
+
+# --- ComfyUI source ------------------------------------------------------------------------
+# Override for mirrors and offline hosts: --data comfyui_repo=/srv/mirror/ComfyUI.git, or the
+# COMFYINFRA_COMFYUI_REPO environment variable on the machine running pyinfra.
+comfyui_repo = os.environ.get("COMFYINFRA_COMFYUI_REPO", "https://github.com/comfyanonymous/ComfyUI.git")
+# A full 40-hex commit or a tag (branches are refused unless comfyui_allow_branch = True).
+comfyui_ref = "a125cd84b054a57729b5eecab930ca9408719832"  # v0.3.64, 2025-10-12
+
+# --- Python packages -----------------------------------------------------------------------
+# The torch set; only the build variant (cu126/cu128/cu130/cpu) is chosen per host from its GPU,
+# driver and CPU architecture (comfyinfra/torch_matrix.py). torchaudio is optional.
+torch = {"torch": "2.9.1", "torchvision": "0.24.1", "torchaudio": "2.9.1"}
+# ComfyUI 0.3.64 imports `requests` although its requirements.txt omits it.
+extra_pip_packages = ["requests"]
+# Package sources on the host: torch_index_url (default: download.pytorch.org/whl/<variant>),
+# index_url (a PyPI mirror), extra_index_urls, find_links (an offline wheelhouse). No credentials
+# in URLs: use ~/.netrc on the host.
+pip_sources = {}
+
+# --- Custom nodes --------------------------------------------------------------------------
+# Each: {"name": dir under custom_nodes/, "repo": git URL, "ref": full commit or tag}.
+# Their requirements install under the torch constraints; a node that needs another torch fails.
+custom_nodes = []
+
+# --- Layout and service --------------------------------------------------------------------
+install_root = "/opt/comfyui"  # ComfyUI/, venv/, models/, input/, output/, temp/, user/, logs/
+service_user = "comfy"  # created as a system user; owns install_root and runs ComfyUI
+python = "python3"  # the host's interpreter for the venv
+listen = "127.0.0.1"  # keep ComfyUI on loopback; it has no authentication
+port = 8188
+service_manager = "auto"  # systemd when it is init, else supervisord
+health_timeout_s = 180  # the deploy waits this long for /system_stats after a (re)start

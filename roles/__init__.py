@@ -1,0 +1,27 @@
+"""pyinfra roles: each a @deploy that turns a HostPlan into operations, in the order they happen on the host.
+
+Helpers shared by the roles live here: running as the service user, and rendering templates from
+this repository's templates/ directory whatever the working directory.
+"""
+
+from pathlib import Path
+
+from pyinfra import host
+from pyinfra.facts.server import User
+from pyinfra.operations import files
+
+from comfyinfra.plan import HostPlan
+
+TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+
+
+def as_service_user(plan: HostPlan) -> dict:
+    """Global arguments that run an operation as the service user (su, under sudo when configured)."""
+    if host.get_fact(User) == plan.spec.service_user:
+        return {}
+    return {"_su_user": plan.spec.service_user, "_su_shell": "sh"}
+
+
+def template(src: str, **kwargs):
+    """files.template with src from templates/; kwargs become template variables (pass name=, always)."""
+    return files.template(src=str(TEMPLATES / src), **kwargs)

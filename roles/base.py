@@ -1,0 +1,37 @@
+"""Base system: OS packages, the service user, and the directory tree it owns."""
+
+from pyinfra import host
+from pyinfra.api import deploy
+from pyinfra.facts.deb import DebPackages
+from pyinfra.facts.server import Users, Which
+from pyinfra.operations import apt, files, server
+
+from comfyinfra.plan import HostPlan
+
+# What every host kind needs to build a venv and the usual custom-node wheels.
+APT_PACKAGES = ["git", "ca-certificates", "curl", "python3", "python3-venv", "python3-dev", "build-essential"]
+
+
+@deploy("Base system")
+def base(plan: HostPlan):
+    packages = APT_PACKAGES + (["supervisor"] if plan.service_manager == "supervisor" else [])
+    if host.get_fact(Which, command="apt-get"):
+        installed = host.get_fact(DebPackages) or {}
+        missing = [p for p in packages if p not in installed]
+        # `update` only when something is missing: a no-op deploy must not touch the apt cache.
+        apt.packages(name="OS packages", packages=packages, update=bool(missing), cache_time=3600)
+
+    # The home is set at creation only: moving an existing user's home (usermod -d) fails while
+    # its processes run, and the install root is not the user's identity.
+    exists = plan.spec.service_user in (host.get_fact(Users) or {})
+    server.user(
+        name=f"Service user {plan.spec.service_user}",
+        user=plan.spec.service_user,
+        home=None if exists else plan.paths.root,
+        shell="/usr/sbin/nologin",
+        system=True,
+        create_home=False,
+    )
+    user = plan.spec.service_user
+    for path in host.loop([plan.paths.root, plan.paths.state, *plan.paths.data_dirs()]):
+        files.directory(name=f"Directory {path}", path=path, user=user, group=user, mode="755")

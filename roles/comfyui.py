@@ -1,0 +1,47 @@
+"""ComfyUI itself: the pinned checkout, the venv, the pinned torch set, then ComfyUI's requirements."""
+
+from pyinfra.api import deploy
+from pyinfra.operations import pip
+
+from comfyinfra.operations import pin_args, pinned_checkout, pip_install_stamped, pip_pinned
+from comfyinfra.plan import HostPlan
+from roles import as_service_user, template
+
+REPO_HINT = ("Set comfyui_repo to a mirror or a local copy (--data comfyui_repo=/path/to/ComfyUI "
+             "or COMFYINFRA_COMFYUI_REPO=...).")
+
+
+@deploy("ComfyUI")
+def comfyui(plan: HostPlan):
+    paths, spec = plan.paths, plan.spec
+    run_as = as_service_user(plan)
+
+    checkout = pinned_checkout(
+        name=f"ComfyUI checkout @ {plan.comfyui.label}", unreachable_hint=REPO_HINT,
+        dest=paths.app, **pin_args(plan.comfyui), **run_as,
+    )
+    venv = pip.venv(name=f"venv {paths.venv}", path=paths.venv, python=spec.python, **run_as)
+
+    owner = {"user": spec.service_user, "group": spec.service_user, "mode": "644"}
+    constraints = template(name="Torch constraints", src="constraints.txt.j2", dest=paths.constraints, plan=plan, **owner)
+    pip_conf = template(name="pip.conf (sources, constraints)", src="pip.conf.j2", dest=paths.pip_conf, plan=plan, **owner)
+
+    torch = pip_pinned(
+        name=f"PyTorch {plan.torch.variant}: {' '.join(plan.torch.requirements)}",
+        python=paths.python,
+        requirements=plan.torch.requirements,
+        index_url=plan.torch.index_url,
+        **run_as,
+    )
+    requirements = pip_install_stamped(
+        name="ComfyUI requirements (under the torch constraints)",
+        python=paths.python,
+        stamp=f"{paths.state}/requirements-comfyui.sha256",
+        inputs=(f"{paths.app}/requirements.txt", paths.constraints, paths.pip_conf),
+        requirement_files=(f"{paths.app}/requirements.txt",),
+        packages=tuple(spec.extra_pip_packages),
+        owner_label="ComfyUI",
+        protected=plan.torch.requirements,
+        **run_as,
+    )
+    return [checkout, venv, constraints, pip_conf, torch, requirements]

@@ -1,0 +1,79 @@
+"""Session fixtures for the end-to-end deploys: one sshd, one set of fixture repos, one install root."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.harness import (
+    FIXTURES,
+    FixtureRepo,
+    GitDaemon,
+    Sshd,
+    free_port,
+    start_git_daemon,
+    start_sshd,
+    wheelhouse,
+    write_inventory,
+)
+
+SUPERVISORD_CONF = "/etc/supervisor/supervisord.conf"
+
+
+@dataclass
+class World:
+    root: Path
+    sshd: Sshd
+    git: GitDaemon
+    comfyui: FixtureRepo
+    node: FixtureRepo
+    install_root: str
+    port: int
+
+    def host_data(self, **overrides) -> dict:
+        data = {
+            **self.sshd.connection_data(),
+            "comfyui_repo": self.comfyui.url,
+            "comfyui_ref": self.comfyui.commit,
+            "torch": {"torch": "2.13.0"},  # the CPU wheel on this machine's disk
+            "pip_sources": {"torch_index_url": "https://pypi.org/simple", "find_links": wheelhouse()},
+            "custom_nodes": [{"name": "demo", "repo": self.node.url, "ref": self.node.commit}],
+            "install_root": self.install_root,
+            "port": self.port,
+            "health_timeout_s": 120,
+        }
+        data.update(overrides)
+        return data
+
+    def inventory(self, name: str, hosts: dict[str, dict]) -> Path:
+        return write_inventory(self.root / f"{name}.py", hosts)
+
+
+@pytest.fixture(scope="session")
+def world():
+    if os.geteuid() != 0:
+        pytest.skip("the end-to-end deploy targets this machine over SSH as root")
+    root = Path(tempfile.mkdtemp(prefix="comfyinfra-e2e-", dir="/var/tmp"))
+    root.chmod(0o755)  # the service user reads the fixture repos from here
+    supervisord_was_running = subprocess.run(["supervisorctl", "-c", SUPERVISORD_CONF, "pid"],
+                                             capture_output=True).returncode == 0 if shutil.which("supervisorctl") else False
+    sshd = start_sshd(root)
+    daemon = start_git_daemon(root)
+    comfyui = daemon.repo(FIXTURES / "comfyui", "ComfyUI")
+    node = daemon.repo(FIXTURES / "custom_node_demo", "demo-node", tag="v1.0.0")
+    yield World(root, sshd, daemon, comfyui, node, str(root / "install"), free_port())
+    sshd.stop()
+    daemon.stop()
+    if shutil.which("supervisorctl"):
+        Path("/etc/supervisor/conf.d/comfyui.conf").unlink(missing_ok=True)
+        subprocess.run(["supervisorctl", "-c", SUPERVISORD_CONF, "update"], capture_output=True)
+        if not supervisord_was_running:
+            subprocess.run(["supervisorctl", "-c", SUPERVISORD_CONF, "shutdown"], capture_output=True)
+    if not os.environ.get("COMFYINFRA_KEEP_E2E"):
+        shutil.rmtree(root, ignore_errors=True)

@@ -1,0 +1,98 @@
+"""The per-host plan: GPUs (detected vs declared), torch, service manager, launch flags, pip config."""
+
+import pytest
+
+from comfyinfra.facts import GpuProbe, HostPlatform
+from comfyinfra.plan import PlanError, make_plan
+from comfyinfra.spec import HostSpec
+from comfyinfra.torch_matrix import Gpu
+
+BASE = {
+    "host_kind": "linux", "comfyui_repo": "https://github.com/comfyanonymous/ComfyUI.git",
+    "comfyui_ref": "a125cd84b054a57729b5eecab930ca9408719832",
+    "torch": {"torch": "2.9.1", "torchvision": "0.24.1"}, "install_root": "/opt/comfyui", "service_user": "comfy",
+}
+X86_SYSTEMD = HostPlatform(arch="x86_64", wsl=False, systemd=True, mem_total_mib=64000)
+X86_CONTAINER = HostPlatform(arch="x86_64", wsl=False, systemd=False, mem_total_mib=64000)
+RTX3090 = Gpu("NVIDIA GeForce RTX 3090", 24576, "8.6", "580.95.05", uuid="GPU-1")
+DETECTED = GpuProbe(gpus=(RTX3090,), nvidia_smi="/usr/bin/nvidia-smi")
+
+
+def spec(**overrides):
+    return HostSpec.model_validate({**BASE, **overrides})
+
+
+def test_gpu_host_plan():
+    plan = make_plan(spec(), X86_SYSTEMD, DETECTED)
+    assert plan.torch.variant == "cu128" and plan.constraints == ("torch==2.9.1+cu128", "torchvision==0.24.1+cu128")
+    assert plan.service_manager == "systemd"
+    assert "--cpu" not in plan.launch_args
+    assert plan.launch_args[:4] == ("--listen", "127.0.0.1", "--port", "8188")
+    assert plan.paths.app == "/opt/comfyui/ComfyUI" and plan.paths.pip_conf == "/opt/comfyui/venv/pip.conf"
+    assert plan.command_line.startswith("/opt/comfyui/venv/bin/python main.py --listen 127.0.0.1")
+
+
+def test_cpu_host_gets_cpu_flag_and_cpu_torch():
+    plan = make_plan(spec(), X86_CONTAINER, GpuProbe())
+    assert "--cpu" in plan.launch_args and plan.torch.variant == "cpu"
+    assert plan.service_manager == "supervisor"  # no systemd as init
+
+
+def test_runpod_uses_supervisor_even_with_systemd_facts():
+    assert make_plan(spec(host_kind="runpod"), X86_SYSTEMD, DETECTED).service_manager == "supervisor"
+
+
+def test_systemd_requested_without_systemd_is_refused():
+    with pytest.raises(PlanError, match="systemd is not running"):
+        make_plan(spec(service_manager="systemd"), X86_CONTAINER, DETECTED)
+
+
+def test_declared_gpu_is_used_offline():
+    declared = {"name": "NVIDIA GeForce RTX 4090", "vram_mib": 24564, "compute_capability": "8.9", "driver_version": "570.26"}
+    plan = make_plan(spec(gpu=declared), X86_SYSTEMD, GpuProbe())
+    assert plan.gpus[0].name == "NVIDIA GeForce RTX 4090" and plan.torch.variant == "cu128"
+
+
+def test_detected_gpu_wins_and_mismatch_is_an_error():
+    declared = {"name": "NVIDIA GeForce RTX 3090", "vram_mib": 24576, "compute_capability": "8.6"}
+    assert make_plan(spec(gpu=declared), X86_SYSTEMD, DETECTED).gpus == (RTX3090,)
+    wrong = {"name": "NVIDIA GeForce RTX 4090", "vram_mib": 24564, "compute_capability": "8.9"}
+    with pytest.raises(PlanError) as error:
+        make_plan(spec(gpu=wrong), X86_SYSTEMD, DETECTED)
+    assert "RTX 4090" in str(error.value) and "RTX 3090" in str(error.value) and "compute capability 8.9" in str(error.value)
+
+
+def test_nvidia_smi_failure_is_reported():
+    with pytest.raises(PlanError, match="reboot"):
+        make_plan(spec(), X86_SYSTEMD, GpuProbe(nvidia_smi="/usr/bin/nvidia-smi", error="Failed to initialize NVML"))
+
+
+def test_blackwell_driver_refusal_becomes_a_plan_error():
+    old = GpuProbe(gpus=(Gpu("NVIDIA GeForce RTX 5060 Ti", 16311, "12.0", "566.03"),), nvidia_smi="nvidia-smi")
+    with pytest.raises(PlanError, match="Upgrade the NVIDIA driver"):
+        make_plan(spec(), X86_SYSTEMD, old)
+
+
+def test_cpu_only_ignores_the_gpu():
+    plan = make_plan(spec(cpu_only=True), X86_SYSTEMD, DETECTED)
+    assert plan.gpus == () and plan.torch.variant == "cpu" and "--cpu" in plan.launch_args
+
+
+def test_pip_sources_and_overridden_torch_index():
+    plan = make_plan(spec(pip_sources={"torch_index_url": "https://mirror.invalid/torch",
+                                       "index_url": "https://mirror.invalid/pypi",
+                                       "find_links": ["/srv/wheels"]}), X86_SYSTEMD, DETECTED)
+    assert plan.torch.index_url == "https://mirror.invalid/torch"
+    assert dict(plan.pip_config) == {"constraint": "/opt/comfyui/.comfyinfra/constraints.txt",
+                                     "index-url": "https://mirror.invalid/pypi", "find-links": "/srv/wheels"}
+
+
+def test_tags_and_commits_are_pinned_distinctly():
+    plan = make_plan(spec(comfyui_ref="v0.3.64", custom_nodes=[
+        {"name": "n", "repo": "https://x.invalid/n.git", "ref": "refs/tags/stable"}]), X86_SYSTEMD, DETECTED)
+    assert (plan.comfyui.ref, plan.comfyui.kind.value) == ("v0.3.64", "tag")
+    assert (plan.nodes[0].pin.ref, plan.nodes[0].path) == ("stable", "/opt/comfyui/ComfyUI/custom_nodes/n")
+
+
+def test_health_url_for_wildcard_listen():
+    assert make_plan(spec(listen="0.0.0.0", port=8190), X86_SYSTEMD, DETECTED).health_url == "http://127.0.0.1:8190/system_stats"
