@@ -11,7 +11,7 @@ from comfyinfra.facts import NvidiaGpus, Platform
 from comfyinfra.operations import refuse
 from comfyinfra.plan import PlanError, make_plan
 from comfyinfra.preflight import spec_for
-from roles.base import base
+from roles.base import base, preflight
 from roles.comfyui import comfyui
 from roles.custom_nodes import custom_nodes
 from roles.service import service
@@ -21,6 +21,7 @@ try:
 except PlanError as error:
     refuse(name="Plan this host", message=f"{host.name}: {error}")
 else:
+    preflight(plan)
     base(plan)
     changed = comfyui(plan)
     changed += custom_nodes(plan)

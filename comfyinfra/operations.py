@@ -13,7 +13,7 @@ import shlex
 from dataclasses import dataclass
 
 from pyinfra import host, logger
-from pyinfra.api import FactBase, OperationError, operation
+from pyinfra.api import FactBase, operation
 
 from comfyinfra.spec import RefKind
 
@@ -103,7 +103,8 @@ def pinned_checkout(repo: str, dest: str, ref: str, kind: str, unreachable_hint:
     target = _checkout_target(ref, kind)
     git = f"git -C {q(dest)}"
     if current.state == "notgit":
-        raise OperationError(f"{dest} exists but is not a git checkout; move it away and deploy again")
+        yield fail_command(f"{dest} exists but is not a git checkout; move it away and deploy again")
+        return
     if current.state == "absent":
         yield _reachable_or_explain(repo, unreachable_hint)
         yield f"git clone -q --no-checkout {q(repo)} {q(dest)}"
@@ -125,6 +126,35 @@ def pinned_checkout(repo: str, dest: str, ref: str, kind: str, unreachable_hint:
         if kind == "commit":
             yield f"{git} cat-file -e {q(ref + '^{commit}')} 2>/dev/null || {git} fetch -q origin {q(ref)}"
     yield f"{git} checkout -q -f --detach {q(target)}"
+
+
+class GitSourceReachable(FactBase):
+    """'present' when dest is already a checkout, 'no-git' before git is installed, else 'ok' or the error git printed."""
+
+    def command(self, repo: str, dest: str) -> str:
+        return (
+            f"if [ -e {q(dest + '/.git')} ]; then echo present; "
+            "elif ! command -v git >/dev/null 2>&1; then echo no-git; "
+            f"else err=$(timeout 60 git ls-remote -q {q(repo)} 2>&1 >/dev/null) && echo ok || echo \"$err\" | tail -n 3; fi"
+        )
+
+    def process(self, output) -> str:
+        return " ".join(line.strip() for line in output if line.strip())
+
+
+@operation()
+def sources_reachable(sources: tuple[tuple[str, str, str], ...]):
+    """
+    Fail fast, before anything is installed, when a repository to clone can't be reached.
+
+    + sources: (repo, dest, hint) per checkout; hint names the setting that overrides the repo
+    """
+    for repo, dest, hint in sources:
+        status = host.get_fact(GitSourceReachable, repo=repo, dest=dest)
+        if status not in ("present", "no-git", "ok"):
+            yield fail_command(f"cannot reach {repo} from this host ({status}). {hint}")
+            return
+    host.noop("every source is checked out or reachable")
 
 
 # --- stamped pip install --------------------------------------------------------------------
@@ -312,8 +342,13 @@ def supervisor_program_running(conf: str, program: str):
     yield f"supervisorctl -c {q(conf)} start {q(program)}"
 
 
+def fail_command(message: str) -> str:
+    """A command that prints the message and fails: pyinfra then fails this host only and goes on
+    with the others (an exception raised inside an operation would abort the whole run)."""
+    return f"echo {q('comfyinfra: ' + message)} >&2; exit 1"
+
+
 @operation()
 def refuse(message: str):
-    """Fail this host (only) with a message, e.g. when its plan cannot be made. No command runs."""
-    raise OperationError(message)
-    yield  # pragma: no cover - makes this a generator, as pyinfra operations must be
+    """Fail this host (only) with a message, e.g. when its plan cannot be made."""
+    yield fail_command(message)

@@ -12,6 +12,14 @@ from pyinfra.operations import files
 
 from comfyinfra.plan import HostPlan
 
+COMFYUI_REPO_HINT = ("Set comfyui_repo to a mirror or a local copy (--data comfyui_repo=/path/to/ComfyUI "
+                     "or COMFYINFRA_COMFYUI_REPO=...).")
+
+
+def node_repo_hint(index: int, name: str) -> str:
+    return f"Set custom_nodes[{index}].repo ({name}) to a mirror or a local copy."
+
+
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 
 

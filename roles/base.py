@@ -6,10 +6,20 @@ from pyinfra.facts.deb import DebPackages
 from pyinfra.facts.server import Users, Which
 from pyinfra.operations import apt, files, server
 
+from comfyinfra.operations import sources_reachable
 from comfyinfra.plan import HostPlan
+from roles import COMFYUI_REPO_HINT, node_repo_hint
 
 # What every host kind needs to build a venv and the usual custom-node wheels.
 APT_PACKAGES = ["git", "ca-certificates", "curl", "python3", "python3-venv", "python3-dev", "build-essential"]
+
+
+@deploy("Preflight")
+def preflight(plan: HostPlan):
+    """Checks that touch nothing: a missing source stops the host before any package is installed."""
+    sources = [(plan.comfyui.repo, plan.paths.app, COMFYUI_REPO_HINT)]
+    sources += [(n.pin.repo, n.path, node_repo_hint(i, n.name)) for i, n in enumerate(plan.nodes)]
+    sources_reachable(name="Sources reachable", sources=tuple(sources))
 
 
 @deploy("Base system")

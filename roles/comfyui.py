@@ -5,10 +5,7 @@ from pyinfra.operations import pip
 
 from comfyinfra.operations import pin_args, pinned_checkout, pip_install_stamped, pip_pinned
 from comfyinfra.plan import HostPlan
-from roles import as_service_user, template
-
-REPO_HINT = ("Set comfyui_repo to a mirror or a local copy (--data comfyui_repo=/path/to/ComfyUI "
-             "or COMFYINFRA_COMFYUI_REPO=...).")
+from roles import COMFYUI_REPO_HINT, as_service_user, template
 
 
 @deploy("ComfyUI")
@@ -17,7 +14,7 @@ def comfyui(plan: HostPlan):
     run_as = as_service_user(plan)
 
     checkout = pinned_checkout(
-        name=f"ComfyUI checkout @ {plan.comfyui.label}", unreachable_hint=REPO_HINT,
+        name=f"ComfyUI checkout @ {plan.comfyui.label}", unreachable_hint=COMFYUI_REPO_HINT,
         dest=paths.app, **pin_args(plan.comfyui), **run_as,
     )
     venv = pip.venv(name=f"venv {paths.venv}", path=paths.venv, python=spec.python, **run_as)

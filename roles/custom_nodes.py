@@ -6,7 +6,7 @@ from pyinfra.api import deploy
 
 from comfyinfra.operations import pin_args, pinned_checkout, pip_install_stamped
 from comfyinfra.plan import HostPlan
-from roles import as_service_user
+from roles import as_service_user, node_repo_hint
 
 
 @deploy("Custom nodes")
@@ -18,7 +18,7 @@ def custom_nodes(plan: HostPlan):
         ops.append(pinned_checkout(
             name=f"Node {node.name} @ {node.pin.label}",
             dest=node.path,
-            unreachable_hint=f"Set custom_nodes[{index}].repo ({node.name}) to a mirror or a local copy.",
+            unreachable_hint=node_repo_hint(index, node.name),
             **pin_args(node.pin), **run_as,
         ))
         if node.install_requirements:

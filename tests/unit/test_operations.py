@@ -5,7 +5,7 @@ import re
 import pytest
 from pyinfra.api import Config, Inventory, State
 from pyinfra.api.connect import connect_all
-from pyinfra.api.exceptions import OperationError, PyinfraError
+from pyinfra.api.exceptions import PyinfraError
 from pyinfra.api.operation import add_op
 from pyinfra.api.operations import run_ops
 
@@ -73,8 +73,10 @@ def test_tag_not_yet_fetched_and_mirror_moved():
 
 
 def test_non_git_directory_is_refused():
-    with pytest.raises(OperationError, match="exists but is not a git checkout"):
-        run_op(pinned_checkout, checkout_fact(state="notgit"), repo="/r", dest=DEST, ref=SHA, kind="commit")
+    executed, state, host = run_op(pinned_checkout, checkout_fact(state="notgit"), repo="/r", dest=DEST, ref=SHA,
+                                   kind="commit")
+    assert op_commands(executed) == ["echo 'comfyinfra: /opt/comfyui/ComfyUI exists but is not a git checkout; "
+                                     "move it away and deploy again' >&2; exit 1"]
 
 
 def test_stamped_pip_install_skips_when_stamp_matches():
