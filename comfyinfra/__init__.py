@@ -1,0 +1,1 @@
+"""comfyinfra: deploy pinned ComfyUI servers with pyinfra. Spec -> plan -> roles -> operations."""
