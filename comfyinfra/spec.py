@@ -126,7 +126,9 @@ class TorchPins(BaseModel):
     torchvision: str | None = Field(None, description="matching torchvision release (torch 2.x.y -> 0.(x+15).y)")
     torchaudio: str | None = Field(None, description="matching torchaudio release (same as torch up to 2.11)")
     variant: str | None = Field(
-        None, description="force a build variant (cpu, cu126, cu128, cu130, ...); default: chosen from GPU facts"
+        None,
+        description="force a build variant (cpu, cu126, cu128, cu130, ...), or 'pypi' for the default index's "
+        "unlabelled build (torch==X.Y.Z from pip's configured sources); default: chosen from GPU facts",
     )
 
     @field_validator("torch", "torchvision", "torchaudio")
@@ -139,8 +141,8 @@ class TorchPins(BaseModel):
     @field_validator("variant")
     @classmethod
     def _variant(cls, value: str | None) -> str | None:
-        if value is not None and not re.match(r"^(cpu|cu\d{3})$", value):
-            raise ValueError(f"{value!r}: allowed: cpu or cuXYZ such as cu128")
+        if value is not None and not re.match(r"^(cpu|pypi|cu\d{3})$", value):
+            raise ValueError(f"{value!r}: allowed: cpu, pypi or cuXYZ such as cu128")
         return value
 
     @model_validator(mode="after")

@@ -123,6 +123,8 @@ def choose_torch(pins: TorchPins, arch: str, gpus: list[Gpu], windows_driver: bo
     """Pick the torch build for a host. `windows_driver`: the driver number is a Windows one (WSL2)."""
     if arch not in ("x86_64", "aarch64"):
         raise TorchChoiceError(f"no PyTorch wheels for CPU architecture {arch!r}; supported: x86_64, aarch64")
+    if pins.variant == "pypi":
+        return TorchChoice("pypi", None, _requirements(pins, None), "variant forced to the default index's build")
     if pins.variant == "cpu":
         return cpu_choice(pins, arch, "variant forced to cpu")
     if pins.variant is not None:

@@ -198,3 +198,28 @@ def pyinfra(inventory: Path, *args: str, timeout: int = 1200) -> DeployResult:
             for host in op.get("error", []):
                 result.failed.setdefault(host, []).append(op["name"])
     return result
+
+
+def export_tree(repo: str, ref: str, dest: Path) -> list[str]:
+    """Write the files of `ref` from any git repo (bare included) into dest; returns paths whose blobs
+    the copy lacks (they are left empty: e.g. one tokenizer.json in some ComfyUI mirrors)."""
+    missing = []
+    listing = run(["git", "--git-dir", _git_dir(repo), "ls-tree", "-r", "-z", ref]).stdout
+    for entry in filter(None, listing.split("\0")):
+        meta, path = entry.split("\t", 1)
+        mode, kind, sha = meta.split()
+        if kind != "blob":
+            continue
+        target = dest / path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        blob = subprocess.run(["git", "--git-dir", _git_dir(repo), "cat-file", "blob", sha], capture_output=True)
+        if blob.returncode != 0:
+            missing.append(path)
+        target.write_bytes(blob.stdout if blob.returncode == 0 else b"")
+        if mode == "100755":
+            target.chmod(0o755)
+    return missing
+
+
+def _git_dir(repo: str) -> str:
+    return run(["git", "-C", repo, "rev-parse", "--absolute-git-dir"]).stdout.strip()

@@ -56,6 +56,11 @@ def test_forced_variant_and_optional_domain_libraries():
     assert choice.requirements == ("torch==2.9.1+cu126",)
 
 
+def test_pypi_variant_takes_the_unlabelled_build_from_configured_sources():
+    choice = choose_torch(TorchPins(torch="2.14.1", torchvision="0.29.1", variant="pypi"), "x86_64", [])
+    assert (choice.index_url, choice.requirements) == (None, ("torch==2.14.1", "torchvision==0.29.1"))
+
+
 def test_release_without_table_entry_asks_for_a_variant():
     with pytest.raises(TorchChoiceError, match="set torch.variant"):
         choose_torch(TorchPins(torch="2.5.1"), "x86_64", [gpu("RTX 4090", "8.9", "570.26")])
