@@ -328,18 +328,19 @@ def supervisord_running(conf: str):
 
 
 @operation()
-def supervisor_program_running(conf: str, program: str):
+def supervisor_program_running(conf: str, program: str, start_command: str | None = None):
     """
     Start a supervisord program unless it is already RUNNING or STARTING.
 
     + conf: supervisord's main config file
     + program: program name from its [program:x] section
+    + start_command: how to start it (default: supervisorctl start), e.g. wrapped to show logs on failure
     """
     status = host.get_fact(SupervisorStatus, conf=conf, program=program).get("program", "")
     if status in ("RUNNING", "STARTING"):
         host.noop(f"{program} already {status.lower()}")
         return
-    yield f"supervisorctl -c {q(conf)} start {q(program)}"
+    yield start_command or f"supervisorctl -c {q(conf)} start {q(program)}"
 
 
 def fail_command(message: str) -> str:

@@ -16,6 +16,12 @@ SERVICE = "comfyui"
 SUPERVISORD_CONF = "/etc/supervisor/supervisord.conf"  # Debian/Ubuntu package layout
 
 
+def or_show_logs(command: str, log_command: str) -> str:
+    """Run command; when it fails (ComfyUI crashed on start), show why: the service's last log lines."""
+    return (f"{command} || {{ rc=$?; echo 'comfyinfra: ComfyUI did not start; its last 30 log lines:' >&2; "
+            f"{log_command} >&2; exit $rc; }}")
+
+
 @deploy("Service")
 def service(plan: HostPlan, changed: list):
     if plan.service_manager == "supervisor":
@@ -24,12 +30,14 @@ def service(plan: HostPlan, changed: list):
                            dest=f"/etc/supervisor/conf.d/{SERVICE}.conf", mode="644",
                            plan=plan, service_name=SERVICE)
         supervisord_running(name="supervisord running", conf=SUPERVISORD_CONF)
-        server.shell(name="Reload supervisord program", commands=[f"supervisorctl -c {SUPERVISORD_CONF} update {SERVICE}"],
+        ctl = f"supervisorctl -c {SUPERVISORD_CONF}"
+        server.shell(name="Reload supervisord program", commands=[or_show_logs(f"{ctl} update {SERVICE}", log_command)],
                      _if=program.did_change)
         server.shell(name="Restart ComfyUI (code, venv or nodes changed)",
-                     commands=[f"supervisorctl -c {SUPERVISORD_CONF} restart {SERVICE}"],
+                     commands=[or_show_logs(f"{ctl} restart {SERVICE}", log_command)],
                      _if=[any_changed(*changed), lambda: not program.did_change()])
-        supervisor_program_running(name="ComfyUI running", conf=SUPERVISORD_CONF, program=SERVICE)
+        supervisor_program_running(name="ComfyUI running", conf=SUPERVISORD_CONF, program=SERVICE,
+                                   start_command=or_show_logs(f"{ctl} start {SERVICE}", log_command))
     else:
         log_command = f"journalctl -u {SERVICE} -n 30 --no-pager"
         unit = template(name="systemd unit", src="comfyui.service.j2", dest=f"/etc/systemd/system/{SERVICE}.service",

@@ -119,6 +119,22 @@ def test_node_that_would_replace_torch_fails_by_name(world):
     assert venv_torch == "2.13.0+cpu"
 
 
+def test_comfyui_that_cannot_start_fails_the_deploy_with_its_log(world):
+    good = world.comfyui.commit
+    main = (world.comfyui.work / "main.py").read_text()
+    broken = world.comfyui.commit_change(
+        "main.py", "import sys\nprint('fixture: simulated start-up crash', file=sys.stderr)\nsys.exit(3)\n", "break start-up")
+    result = deploy(world, comfyui_ref=broken, health_timeout_s=20)
+    assert result.rc != 0
+    assert "ComfyUI did not start; its last 30 log lines" in result.stderr or "did not answer" in result.stderr, explain(result)
+    assert "fixture: simulated start-up crash" in result.stderr, explain(result)
+    world.comfyui.commit_change("main.py", main, "restore start-up")  # back to a working tree for the next tests
+    assert world.comfyui.commit != good
+    recovered = deploy(world)
+    assert recovered.rc == 0, explain(recovered)
+    assert system_stats(world)["system"]["pytorch_version"] == "2.13.0+cpu"
+
+
 def test_unreachable_host_is_reported_and_does_not_stop_the_other(world):
     ghost = {**world.host_data(), "ssh_port": 1, "ssh_connect_retries": 0}
     inventory = world.inventory("two", {HOST: world.host_data(), "ghost": ghost})
