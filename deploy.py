@@ -14,6 +14,7 @@ from comfyinfra.preflight import spec_for
 from roles.base import base, preflight
 from roles.comfyui import comfyui
 from roles.custom_nodes import custom_nodes
+from roles.models import models
 from roles.service import service
 
 try:
@@ -25,4 +26,5 @@ else:
     base(plan)
     changed = comfyui(plan)
     changed += custom_nodes(plan)
+    changed += models(plan)
     service(plan, changed)

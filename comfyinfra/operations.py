@@ -8,6 +8,7 @@ is already in place (shared/reference/pyinfra-testinfra.md §3.4, §4.3 for why 
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import shlex
 from dataclasses import dataclass
@@ -259,6 +260,40 @@ def pip_pinned(python: str, requirements: tuple[str, ...], index_url: str | None
         return
     index = f"--index-url {q(index_url)} " if index_url else ""
     yield f"{q(python)} -m pip install --no-input --progress-bar off {index}{' '.join(q(r) for r in requirements)}"
+
+
+# --- models ---------------------------------------------------------------------------------
+
+
+class ModelStates(FactBase):
+    """Each model's state from stat() and its verification marker only ({} before the helper exists)."""
+
+    def command(self, python: str, helper: str, manifest: str) -> str:
+        return f"if [ -f {q(helper)} ]; then {q(python)} {q(helper)} check {q(manifest)}; else echo '{{}}'; fi"
+
+    def process(self, output) -> dict[str, str]:
+        return json.loads("".join(output) or "{}")
+
+
+@operation()
+def models_synced(python: str, helper: str, manifest: dict):
+    """
+    Make every declared model present and verified, without reading files that are already verified.
+
+    + python: interpreter on the host that runs the helper (stdlib only)
+    + helper: path of comfyinfra/host_helpers/model_sync.py on the host
+    + manifest: host, blobs, logs, parallel and models (name, url, sha256, size, dests) -- no tokens
+
+    The command reads the manifest *with tokens* on stdin: pass it as the operation's `_stdin`, so no
+    secret reaches argv (`ps`), files or logs.
+    """
+    states = host.get_fact(ModelStates, python=python, helper=helper, manifest=json.dumps(manifest, sort_keys=True))
+    pending = [model["name"] for model in manifest["models"] if states.get(model["name"]) != "ok"]
+    if not pending:
+        host.noop(f"{len(manifest['models'])} models verified by their markers (stat only, no file read)")
+        return
+    logger.info(f"{host.print_prefix}models to sync: {', '.join(pending)} (progress: {manifest['logs']}/<name>.log)")
+    yield f"{q(python)} {q(helper)} sync"
 
 
 # --- health ---------------------------------------------------------------------------------

@@ -34,6 +34,19 @@ class Paths:
     user: str
     logs: str
     state: str  # comfyinfra's own bookkeeping on the host (constraints, stamps)
+    model_blobs: str  # one file per sha256, hard-linked into models/<folder>/
+
+    @property
+    def extra_model_paths(self) -> str:
+        return f"{self.state}/extra_model_paths.yaml"
+
+    @property
+    def model_logs(self) -> str:
+        return f"{self.logs}/models"
+
+    @property
+    def model_sync_helper(self) -> str:
+        return f"{self.state}/bin/model_sync.py"
 
     @property
     def python(self) -> str:
@@ -72,6 +85,16 @@ class NodePlan:
 
 
 @dataclass(frozen=True)
+class ModelPlan:
+    name: str
+    url: str
+    sha256: str
+    size: int | None
+    dest: str
+    token_env: str | None
+
+
+@dataclass(frozen=True)
 class HostPlan:
     spec: HostSpec
     paths: Paths
@@ -83,6 +106,7 @@ class HostPlan:
     pip_config: tuple[tuple[str, str], ...]  # (key, value) lines of [global] in the venv's pip.conf
     service_manager: str  # systemd | supervisor
     launch_args: tuple[str, ...]
+    models: tuple[ModelPlan, ...] = ()
 
     @property
     def command_line(self) -> str:
@@ -95,19 +119,21 @@ class HostPlan:
         return f"http://{f'[{host}]' if ':' in host else host}:{self.spec.port}/system_stats"
 
 
-def make_paths(root: str) -> Paths:
+def make_paths(root: str, models_dir: str | None = None) -> Paths:
+    models = models_dir or f"{root}/models"
     return Paths(
         root=root,
         app=f"{root}/ComfyUI",
         venv=f"{root}/venv",
         custom_nodes=f"{root}/ComfyUI/custom_nodes",
-        models=f"{root}/models",
+        models=models,
         input=f"{root}/input",
         output=f"{root}/output",
         temp=f"{root}/temp",
         user=f"{root}/user",
         logs=f"{root}/logs",
         state=f"{root}/.comfyinfra",
+        model_blobs=f"{models}/.blobs",
     )
 
 
@@ -160,6 +186,7 @@ def launch_args(spec: HostSpec, paths: Paths, gpus: tuple[Gpu, ...]) -> tuple[st
             "--output-directory", paths.output, "--input-directory", paths.input,
             # ComfyUI uses <X>/temp for --temp-directory X (comfyui-real-cpu.md §5)
             "--temp-directory", paths.root, "--user-directory", paths.user,
+            "--extra-model-paths-config", paths.extra_model_paths,
             "--disable-auto-launch"]
     if not gpus:
         args.append("--cpu")
@@ -179,7 +206,7 @@ def pip_config(spec: HostSpec, paths: Paths) -> tuple[tuple[str, str], ...]:
 
 
 def make_plan(spec: HostSpec, platform: HostPlatform, probe: GpuProbe) -> HostPlan:
-    paths = make_paths(spec.install_root)
+    paths = make_paths(spec.install_root, spec.models_dir)
     gpus = effective_gpus(spec, probe)
     pins = spec.torch
     if spec.cpu_only and pins.variant is None:
@@ -206,4 +233,9 @@ def make_plan(spec: HostSpec, platform: HostPlatform, probe: GpuProbe) -> HostPl
         pip_config=pip_config(spec, paths),
         service_manager=choose_service_manager(spec, platform),
         launch_args=launch_args(spec, paths, gpus),
+        models=tuple(
+            ModelPlan(name, m.url, m.sha256, m.size, f"{paths.models}/{m.folder}/{m.filename}", m.token_env)
+            for name in spec.models
+            for m in [spec.model_catalog[name]]
+        ),
     )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import difflib
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -126,7 +127,21 @@ def check_host(host_name: str, data: dict[str, Any], sources: dict[str, str]) ->
             elif item["type"] in ("enum", "literal_error"):
                 message = f"{item['input']!r} is not allowed; {message.lower()}"
             problems.append(Problem(host_name, field, sources.get(top, ""), message))
+    if spec is not None:
+        problems += _missing_tokens(host_name, spec, sources)
     return spec, problems
+
+
+def _missing_tokens(host_name: str, spec: HostSpec, sources: dict[str, str]) -> list[Problem]:
+    """A model's token is read from this machine's environment at deploy time: check it is there now."""
+    problems = []
+    for name in spec.models:
+        env = spec.model_catalog[name].token_env
+        if env and not os.environ.get(env):
+            problems.append(Problem(host_name, f"model_catalog.{name}.token_env", sources.get("model_catalog", ""),
+                                    f"environment variable {env} is not set on the machine running pyinfra; export it "
+                                    "(its value goes to the host on stdin, never into files, argv or logs)"))
+    return problems
 
 
 def check_inventory(inventory, inventory_file: str) -> dict[str, HostSpec]:

@@ -230,6 +230,74 @@ class DeclaredGpu(BaseModel):
         return value
 
 
+# Model folders ComfyUI 0.3.64 knows (GET /models), its legacy aliases (clip, unet), and the folders
+# popular custom nodes read (insightface, ipadapter, liveportrait, ...). Not custom_nodes: ComfyUI
+# would scan (and require) <models_dir>/custom_nodes for code.
+MODEL_FOLDERS = (
+    "checkpoints", "configs", "loras", "vae", "text_encoders", "diffusion_models", "clip_vision", "style_models",
+    "embeddings", "diffusers", "vae_approx", "controlnet", "gligen", "upscale_models",
+    "hypernetworks", "photomaker", "classifiers", "model_patches", "audio_encoders", "clip", "unet",
+    "insightface", "ipadapter", "liveportrait", "instantid", "pulid", "sams", "ultralytics",
+)
+SHA256 = re.compile(r"^[0-9a-f]{64}$")
+MODEL_FILENAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+ -]*(/[A-Za-z0-9][A-Za-z0-9._+ -]*)*$")
+ENV_NAME = re.compile(r"^[A-Z_][A-Z0-9_]*$")
+
+
+def _check_model_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("https", "http"):
+        raise ValueError(f"{value!r}: allowed: an https:// (or http://) URL")
+    if parts.username or parts.password or re.search(r"(^|&)(token|access_token|key|signature|sig)=", parts.query, re.I):
+        raise ValueError("the URL carries a secret, which would show in logs; allowed: a URL without credentials, "
+                         "with the secret's environment variable name in token_env")
+    return value
+
+
+class Model(BaseModel):
+    """A model file: fetched once, verified by sha256, placed at <models_dir>/<folder>/<filename>."""
+
+    model_config = STRICT
+    url: Annotated[str, AfterValidator(_check_model_url)] = Field(
+        description="Hugging Face resolve/<commit>/... URL or any HTTPS URL")
+    sha256: str = Field(description="expected sha256 (64 lowercase hex); the file never lands without it")
+    size: int | None = Field(None, gt=0, description="expected size in bytes (checked when given)")
+    folder: str = Field(description="ComfyUI model folder: " + ", ".join(MODEL_FOLDERS))
+    filename: str = Field(description="file name inside the folder (sub-directories allowed, no '..')")
+    token_env: str | None = Field(None, description="name of the environment variable (on the machine running "
+                                                    "pyinfra) holding a bearer token, e.g. HF_TOKEN")
+    license: str | None = Field(None, description="informational, e.g. 'non-commercial'")
+
+    @field_validator("sha256")
+    @classmethod
+    def _sha(cls, value: str) -> str:
+        if not SHA256.match(value):
+            raise ValueError(f"{value!r}: allowed: 64 lowercase hex characters (sha256sum output)")
+        return value
+
+    @field_validator("folder")
+    @classmethod
+    def _folder(cls, value: str) -> str:
+        if value not in MODEL_FOLDERS:
+            raise ValueError(f"{value!r} is not a model folder ComfyUI knows; allowed: {', '.join(MODEL_FOLDERS)}")
+        return value
+
+    @field_validator("filename")
+    @classmethod
+    def _filename(cls, value: str) -> str:
+        if not MODEL_FILENAME.match(value) or ".." in value.split("/"):
+            raise ValueError(f"{value!r}: allowed: a relative file name (letters, digits, '.', '_', '-', '+', "
+                             "space; sub-directories with '/'; no '..')")
+        return value
+
+    @field_validator("token_env")
+    @classmethod
+    def _env(cls, value: str | None) -> str | None:
+        if value is not None and not ENV_NAME.match(value):
+            raise ValueError(f"{value!r}: allowed: an environment variable NAME such as HF_TOKEN (never the token itself)")
+        return value
+
+
 class HostSpec(BaseModel):
     """Everything comfyinfra needs to know about one ComfyUI host."""
 
@@ -254,6 +322,12 @@ class HostSpec(BaseModel):
         "auto", description="auto: systemd when it is PID 1 on the host, else supervisord"
     )
     health_timeout_s: int = Field(180, ge=5, le=3600, description="how long to wait for /system_stats after a (re)start")
+    model_catalog: dict[str, Model] = Field(
+        default_factory=dict, description="fleet-wide model files by name; hosts pick from it with `models`")
+    models: list[str] = Field(default_factory=list, description="names from model_catalog to place on this host")
+    models_dir: AbsPath | None = Field(None, description="model store (default <install_root>/models); may be a "
+                                                         "network volume, ComfyUI finds it via extra_model_paths.yaml")
+    model_downloads_parallel: int = Field(2, ge=1, le=8, description="models of one host downloaded at once")
     gpu: DeclaredGpu | None = Field(None, description="declared GPU, for offline planning; nvidia-smi facts win")
     cpu_only: bool = Field(False, description="run on the CPU even if a GPU is present")
 
@@ -261,6 +335,24 @@ class HostSpec(BaseModel):
     @classmethod
     def _comfyui_pinned(cls, value: str, info: ValidationInfo) -> str:
         return _check_ref(value, info.data.get("comfyui_allow_branch", False), "comfyui_allow_branch")
+
+    @field_validator("model_catalog")
+    @classmethod
+    def _catalog_names(cls, value: dict) -> dict:
+        for name in value:
+            if not NODE_NAME.match(name):
+                raise ValueError(f"model name {name!r}: allowed: letters, digits, '.', '_', '-'")
+        return value
+
+    @field_validator("models")
+    @classmethod
+    def _selected_models(cls, value: list[str], info: ValidationInfo) -> list[str]:
+        catalog = info.data.get("model_catalog") or {}
+        unknown = [name for name in value if name not in catalog]
+        if unknown:
+            raise ValueError(f"{', '.join(map(repr, unknown))} not in model_catalog; allowed: "
+                             f"{', '.join(sorted(catalog)) or '(the catalog is empty)'}")
+        return value
 
     @field_validator("service_user")
     @classmethod

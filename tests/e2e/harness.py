@@ -184,10 +184,14 @@ def write_inventory(path: Path, hosts: dict[str, dict], group: str = "linux") ->
     return path
 
 
-def pyinfra(inventory: Path, *args: str, timeout: int = 1200) -> DeployResult:
+def pyinfra_command(inventory: Path, *args: str) -> list[str]:
+    return [sys.executable, "-m", "pyinfra", str(inventory), "deploy.py", *args]
+
+
+def pyinfra(inventory: Path, *args: str, timeout: int = 1200, env: dict | None = None) -> DeployResult:
     """Run the real CLI from the repo root (config.py, group_data/ and deploy.py as a user would)."""
-    cmd = [sys.executable, "-m", "pyinfra", str(inventory), "deploy.py", *args]
-    env = {**os.environ, "PYINFRA_PROGRESS": "off"}
+    cmd = pyinfra_command(inventory, *args)
+    env = {**os.environ, "PYINFRA_PROGRESS": "off", **(env or {})}
     proc = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=timeout, env=env)
     result = DeployResult(proc.returncode, proc.stdout, proc.stderr)
     if "--json" in args and proc.stdout.strip().startswith("{"):
