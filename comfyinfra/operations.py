@@ -275,6 +275,16 @@ class ModelStates(FactBase):
         return json.loads("".join(output) or "{}")
 
 
+class ModelProgress(FactBase):
+    """Last line of each per-model progress log on the host (what is downloading, how fast, ETA)."""
+
+    def command(self, logs: str) -> str:
+        return f"for f in {q(logs)}/*.log; do [ -f \"$f\" ] && tail -n 1 \"$f\"; done; true"
+
+    def process(self, output) -> list[str]:
+        return [line for line in output if line.strip()]
+
+
 @operation()
 def models_synced(python: str, helper: str, manifest: dict):
     """

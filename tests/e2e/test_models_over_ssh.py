@@ -164,3 +164,12 @@ def test_token_reaches_the_server_and_nowhere_else(world, models):
     leaked = subprocess.run(["grep", "-rl", token, world.install_root, "/etc/supervisor"], capture_output=True, text=True)
     assert leaked.stdout == "", f"token written to {leaked.stdout}"
     assert sha256(dest(world, catalog["gated"])) == catalog["gated"]["sha256"]
+
+
+def test_progress_command_prints_each_models_last_state(world, models):
+    server, catalog = models
+    inventory = world.inventory("progress", {HOST: world.host_data(model_catalog=catalog, models=["sdxl", "vae"])})
+    proc = subprocess.run([*pyinfra_command(inventory)[:-1], "tools/model_progress.py", "--dry"], cwd=REPO_ROOT, text=True,
+                          capture_output=True, env={**os.environ, "PYINFRA_PROGRESS": "off"}, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert f"[{HOST}]" in proc.stderr and "sdxl: in place: " in proc.stderr and "vae: " in proc.stderr

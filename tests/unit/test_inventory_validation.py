@@ -62,6 +62,23 @@ CASES = [
      ["field gpu.compute_capability", "major.minor"]),
     ("torch-in-extras", 'linux = [("h1", {"extra_pip_packages": ["torch==2.1.0"]})]',
      ["field extra_pip_packages", "pinned in 'torch'"]),
+    ("model-sha", 'linux = [("h1", {"model_catalog": {"sd": {"url": "https://x.invalid/sd.safetensors", "sha256": "abc", '
+                  '"folder": "checkpoints", "filename": "sd.safetensors"}}})]',
+     ["field model_catalog.sd.sha256", "64 lowercase hex"]),
+    ("model-folder", 'linux = [("h1", {"model_catalog": {"sd": {"url": "https://x.invalid/sd.safetensors", "sha256": "' + "a" * 64 +
+                     '", "folder": "models", "filename": "sd.safetensors"}}})]',
+     ["field model_catalog.sd.folder", "not a model folder ComfyUI knows", "checkpoints"]),
+    ("model-url-secret", 'linux = [("h1", {"model_catalog": {"sd": {"url": "https://x.invalid/sd?token=hf_abc", "sha256": "' +
+                         "a" * 64 + '", "folder": "vae", "filename": "sd.safetensors"}}})]',
+     ["field model_catalog.sd.url", "carries a secret", "token_env"]),
+    ("model-unknown-name", 'linux = [("h1", {"models": ["sdxl"]})]', ["field models", "'sdxl' not in model_catalog"]),
+    ("model-filename", 'linux = [("h1", {"model_catalog": {"sd": {"url": "https://x.invalid/a", "sha256": "' + "a" * 64 +
+                       '", "folder": "vae", "filename": "../../etc/passwd"}}})]',
+     ["field model_catalog.sd.filename", "no '..'"]),
+    ("model-token-unset", 'linux = [("h1", {"model_catalog": {"sd": {"url": "https://x.invalid/a", "sha256": "' + "a" * 64 +
+                          '", "folder": "vae", "filename": "a.safetensors", "token_env": "COMFYINFRA_UNSET_TOKEN"}}, '
+                          '"models": ["sd"]})]',
+     ["field model_catalog.sd.token_env", "COMFYINFRA_UNSET_TOKEN is not set on the machine running pyinfra"]),
     ("service-manager", 'linux = [("h1", {"service_manager": "docker"})]',
      ["field service_manager", "'docker' is not allowed", "'supervisor'"]),
 ]
