@@ -29,6 +29,21 @@ pip_sources = {}
 # Their requirements install under the torch constraints; a node that needs another torch fails.
 custom_nodes = []
 
+# --- Models -------------------------------------------------------------------------------
+# The fleet's model files by name; hosts (or group_data/<kind>.py) pick names with `models`.
+# Each: url (pin a Hugging Face revision: .../resolve/<40-hex commit>/<path>), sha256 (required;
+# the file never lands without matching it), size (bytes, optional), folder (checkpoints, vae,
+# loras, diffusion_models, text_encoders, ...), filename, and token_env: the NAME of an environment
+# variable on the machine running pyinfra (e.g. "HF_TOKEN") for gated models. Example:
+#   model_catalog = {"sdxl-base": {
+#       "url": "https://huggingface.co/stabilityai/stable-diffusion-xl-base-1.0/resolve/<commit>/sd_xl_base_1.0.safetensors",
+#       "sha256": "<64 hex: X-Linked-Etag of the file>", "size": 6938078334,
+#       "folder": "checkpoints", "filename": "sd_xl_base_1.0.safetensors"}}
+model_catalog = {}
+models = []  # e.g. ["sdxl-base"]; set per kind or per host
+models_dir = None  # default <install_root>/models; e.g. a RunPod network volume
+model_downloads_parallel = 2  # models of one host downloaded at once
+
 # --- Layout and service --------------------------------------------------------------------
 install_root = "/opt/comfyui"  # ComfyUI/, venv/, models/, input/, output/, temp/, user/, logs/
 service_user = "comfy"  # created as a system user; owns install_root and runs ComfyUI

@@ -19,6 +19,7 @@ sha256 are right. A wrong file never reaches a final path.
 """
 
 import hashlib
+import http.client
 import json
 import os
 import queue
@@ -300,7 +301,7 @@ def download(manifest, model, log):
                     model["name"], manifest["host"], error.code, model["url"],
                     " (check the token and that its account accepted the model's terms)" if error.code in (401, 403) else ""))
             attempt = _backoff(attempt, model, manifest, log, error)
-        except (OSError, urllib.error.URLError) as error:
+        except (OSError, urllib.error.URLError, http.client.HTTPException) as error:
             attempt = _backoff(attempt, model, manifest, log, error)
     log.progress(done, total, started, resumed_from, force=True)
     got = digest.hexdigest()

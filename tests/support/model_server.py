@@ -38,6 +38,8 @@ class ModelServer:
         self.root = Path(root)
         self.requests: list[Request] = []
         self.faults = Faults()
+        self.in_flight = self.max_in_flight = 0  # concurrent GET bodies being sent
+        self._lock = threading.Lock()
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -87,12 +89,28 @@ class ModelServer:
                     self._send_file(file, start, end - start + 1, path)
 
             def _send_file(self, file: Path, start: int, length: int, path: str):
+                with server._lock:
+                    server.in_flight += 1
+                    server.max_in_flight = max(server.max_in_flight, server.in_flight)
+                try:
+                    self._send_range(file, start, length, path)
+                finally:
+                    with server._lock:
+                        server.in_flight -= 1
+
+            def _send_range(self, file: Path, start: int, length: int, path: str):
                 drop = server.faults.drop_after.pop(path, None)
+                rate = server.faults.rate
+                step = (64 << 10) if rate else (1 << 20)
                 sent, began = 0, time.monotonic()
                 with open(file, "rb") as handle:
                     handle.seek(start)
                     while sent < length:
-                        chunk = handle.read(min(1 << 20, length - sent))
+                        if rate:  # pace before writing, so the last byte leaves when the response is over
+                            ahead = sent / rate - (time.monotonic() - began)
+                            if ahead > 0:
+                                time.sleep(ahead)
+                        chunk = handle.read(min(step, length - sent))
                         if drop is not None and sent + len(chunk) >= drop:
                             self.wfile.write(chunk[: max(drop - sent, 0)])
                             self.wfile.flush()
@@ -101,10 +119,6 @@ class ModelServer:
                             return
                         self.wfile.write(chunk)
                         sent += len(chunk)
-                        if server.faults.rate:
-                            ahead = sent / server.faults.rate - (time.monotonic() - began)
-                            if ahead > 0:
-                                time.sleep(ahead)
 
             def _status(self, record: Request, code: int):
                 record.status = code

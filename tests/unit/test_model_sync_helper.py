@@ -169,3 +169,15 @@ def test_unknown_size_is_asked_with_head(server, model_file, tmp_path):
     m = manifest(tmp_path, [entry(server, tmp_path, model_file, size=None)])
     model_sync.sync(m)
     assert [r.method for r in server.requests] == ["HEAD", "GET"] and model_sync.check(m) == {"sd": "ok"}
+
+
+@pytest.mark.parametrize("parallel", [1, 2])
+def test_downloads_per_host_are_bounded(server, tmp_path, parallel):
+    server.faults.rate = 4 * (1 << 20)  # each download lasts long enough to overlap with the others
+    models = []
+    for i in range(3):
+        sha = make_model_file(server.root / f"m{i}.safetensors", 1 << 20, seed=i)
+        models.append({"name": f"m{i}", "url": server.url(f"m{i}.safetensors"), "sha256": sha, "size": 1 << 20,
+                       "dests": [str(tmp_path / "models" / "loras" / f"m{i}.safetensors")]})
+    model_sync.sync(manifest(tmp_path, models, parallel=parallel))
+    assert server.max_in_flight == parallel

@@ -96,3 +96,14 @@ def test_tags_and_commits_are_pinned_distinctly():
 
 def test_health_url_for_wildcard_listen():
     assert make_plan(spec(listen="0.0.0.0", port=8190), X86_SYSTEMD, DETECTED).health_url == "http://127.0.0.1:8190/system_stats"
+
+
+def test_models_are_placed_under_models_dir_and_found_through_extra_model_paths():
+    catalog = {"sdxl": {"url": "https://x.invalid/sd.safetensors", "sha256": "a" * 64, "folder": "checkpoints",
+                        "filename": "sd.safetensors", "token_env": "HF_TOKEN"}}
+    plan = make_plan(spec(model_catalog=catalog, models=["sdxl"], models_dir="/workspace/models"), X86_SYSTEMD, DETECTED)
+    (model,) = plan.models
+    assert model.dest == "/workspace/models/checkpoints/sd.safetensors" and model.token_env == "HF_TOKEN"
+    assert plan.paths.model_blobs == "/workspace/models/.blobs"
+    index = plan.launch_args.index("--extra-model-paths-config")
+    assert plan.launch_args[index + 1] == "/opt/comfyui/.comfyinfra/extra_model_paths.yaml"
