@@ -14,6 +14,7 @@ from comfyinfra.preflight import spec_for
 from roles.base import base, preflight
 from roles.comfyui import comfyui
 from roles.custom_nodes import custom_nodes
+from roles.host_ops import host_ops
 from roles.models import models
 from roles.service import service
 
@@ -28,3 +29,4 @@ else:
     changed += custom_nodes(plan)
     changed += models(plan)
     service(plan, changed)
+    host_ops(plan)

@@ -309,34 +309,52 @@ def models_synced(python: str, helper: str, manifest: dict):
 # --- health ---------------------------------------------------------------------------------
 
 
-class HttpOk(FactBase):
-    """True when GET url answers 200 (curl on the host, so loopback-bound services count)."""
+class SystemStats(FactBase):
+    """ComfyUI's /system_stats as a dict (curl on the host, so loopback-bound services count); None if it doesn't answer."""
 
     def command(self, url: str) -> str:
-        return f"curl -s -o /dev/null -m 5 -w '%{{http_code}}' {q(url)} || true"
+        return f"curl -s -f -m 5 {q(url)} || true"
 
-    def process(self, output) -> bool:
-        return "".join(output).strip() == "200"
+    def process(self, output):
+        try:
+            return json.loads("".join(output))
+        except ValueError:
+            return None
+
+
+def device_type(stats) -> str:
+    return ((stats or {}).get("devices") or [{}])[0].get("type", "?")
 
 
 @operation()
-def wait_healthy(url: str, timeout_s: int, log_command: str, what: str = "ComfyUI"):
+def wait_healthy(url: str, timeout_s: int, log_command: str, expect_device: str, what: str = "ComfyUI"):
     """
-    Wait until `url` answers 200, or fail with the last 30 log lines.
+    Wait until `url` (/system_stats) answers, then check ComfyUI runs on the expected device.
 
-    + url: health endpoint (ComfyUI: /system_stats)
-    + timeout_s: give up after this many seconds
-    + log_command: prints the service's last 30 log lines, shown when it never becomes healthy
+    + url: health endpoint
+    + timeout_s: give up after this many seconds, showing the service's last log lines
+    + log_command: prints the service's last 30 log lines
+    + expect_device: "cuda" on GPU hosts, "cpu" otherwise (devices[0].type)
     """
-    if host.get_fact(HttpOk, url=url):
-        host.noop(f"{what} healthy at {url}")
+    stats = host.get_fact(SystemStats, url=url)
+    if stats is not None:
+        got = device_type(stats)
+        if got == expect_device:
+            host.noop(f"{what} healthy at {url} on {got}")
+        else:
+            yield fail_command(f"{what} runs on {got!r}, expected {expect_device!r}: check the torch build "
+                               "(+cuXYZ, not +cpu), the driver, and CUDA_VISIBLE_DEVICES")
         return
     yield (
-        f"i=0; until [ \"$(curl -s -o /dev/null -m 5 -w '%{{http_code}}' {q(url)})\" = 200 ]; do "
+        f"i=0; until curl -s -f -o /dev/null -m 5 {q(url)}; do "
         f"i=$((i+1)); if [ $i -gt {int(timeout_s)} ]; then "
         f"echo {q(f'comfyinfra: {what} did not answer {url} within {int(timeout_s)} s; its last 30 log lines:')} >&2; "
         f"{log_command} >&2; exit 1; fi; sleep 1; done"
     )
+    message = (f"comfyinfra: {what} runs on %r, expected {expect_device!r}: check the torch build, the driver "
+               "and CUDA_VISIBLE_DEVICES")
+    check = f"import json,sys; t=json.load(sys.stdin)['devices'][0]['type']; sys.exit(0 if t == {expect_device!r} else {message!r} % t)"
+    yield f"curl -s -f -m 5 {q(url)} | python3 -c {q(check)}"
 
 
 # --- supervisord (hosts without systemd) ----------------------------------------------------

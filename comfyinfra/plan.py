@@ -45,12 +45,24 @@ class Paths:
         return f"{self.logs}/models"
 
     @property
+    def gpu_monitor_helper(self) -> str:
+        return f"{self.state}/bin/gpu_monitor.py"
+
+    @property
+    def gpu_monitor_dir(self) -> str:
+        return f"{self.logs}/gpu"
+
+    @property
     def model_sync_helper(self) -> str:
         return f"{self.state}/bin/model_sync.py"
 
     @property
     def python(self) -> str:
         return f"{self.venv}/bin/python"
+
+    @property
+    def secrets_env(self) -> str:
+        return f"{self.state}/secrets.env"
 
     @property
     def constraints(self) -> str:
@@ -95,6 +107,27 @@ class ModelPlan:
 
 
 @dataclass(frozen=True)
+class CronJob:
+    name: str  # pyinfra's cron_name marker: one entry per rule, found again on the next deploy
+    schedule: str
+    command: str
+
+    @property
+    def fields(self) -> dict[str, str]:
+        minute, hour, day_of_month, month, day_of_week = self.schedule.split()
+        return {"minute": minute, "hour": hour, "day_of_month": day_of_month, "month": month, "day_of_week": day_of_week}
+
+
+def cleanup_jobs(spec: HostSpec, paths: Paths) -> tuple[CronJob, ...]:
+    dirs = {"output": paths.output, "input": paths.input, "temp": paths.temp}
+    return tuple(
+        CronJob(f"comfyinfra cleanup {rule.directory} ({spec.port})", rule.schedule,
+                f"find {shlex.quote(dirs[rule.directory])} -xdev -type f -mmin +{rule.older_than_minutes} -delete")
+        for rule in spec.cleanup
+    )
+
+
+@dataclass(frozen=True)
 class HostPlan:
     spec: HostSpec
     paths: Paths
@@ -106,7 +139,27 @@ class HostPlan:
     pip_config: tuple[tuple[str, str], ...]  # (key, value) lines of [global] in the venv's pip.conf
     service_manager: str  # systemd | supervisor
     launch_args: tuple[str, ...]
+    env: tuple[tuple[str, str], ...] = ()
     models: tuple[ModelPlan, ...] = ()
+    cron: tuple[CronJob, ...] = ()
+
+    @property
+    def writable_paths(self) -> tuple[str, ...]:
+        """What the service may write under ProtectSystem=strict: its tree, and models_dir if elsewhere."""
+        roots = [self.paths.root]
+        if not self.paths.models.startswith(self.paths.root + "/"):
+            roots.append(self.paths.models)
+        return tuple(roots)
+
+    @property
+    def protect_home(self) -> str:
+        # ProtectHome=yes makes /home, /root and /run/user inaccessible, which ReadWritePaths can't undo.
+        under_home = any(p == h or p.startswith(h + "/") for p in self.writable_paths for h in ("/home", "/root", "/run/user"))
+        return "read-only" if under_home else "yes"
+
+    @property
+    def expected_device(self) -> str:
+        return "cuda" if self.gpus else "cpu"
 
     @property
     def command_line(self) -> str:
@@ -181,16 +234,58 @@ def choose_service_manager(spec: HostSpec, platform: HostPlatform) -> str:
     return "systemd"
 
 
+# GPUs of a WSL2 host also drive the Windows desktop: keep some VRAM for it (torch-models-nodes.md §3).
+WSL_RESERVE_VRAM_GB = 1.0
+
+
 def launch_args(spec: HostSpec, paths: Paths, gpus: tuple[Gpu, ...]) -> tuple[str, ...]:
+    """ComfyUI's command-line flags for this host: the launch policy, one rule per line."""
     args = ["--listen", spec.listen, "--port", str(spec.port),
             "--output-directory", paths.output, "--input-directory", paths.input,
             # ComfyUI uses <X>/temp for --temp-directory X (comfyui-real-cpu.md §5)
             "--temp-directory", paths.root, "--user-directory", paths.user,
             "--extra-model-paths-config", paths.extra_model_paths,
+            "--max-upload-size", f"{spec.max_upload_size_mb:g}",
             "--disable-auto-launch"]
+    if spec.preview_method != "none":
+        args += ["--preview-method", spec.preview_method]
     if not gpus:
+        if spec.vram_mode != "default":
+            raise PlanError(f"vram_mode is {spec.vram_mode!r} but this host runs on the CPU (no NVIDIA GPU, or cpu_only); "
+                            "allowed here: 'default'")
         args.append("--cpu")
-    return tuple(args)
+    else:
+        if spec.vram_mode != "default":
+            args.append(f"--{spec.vram_mode}")
+        reserve = spec.reserve_vram_gb if spec.reserve_vram_gb is not None else (
+            WSL_RESERVE_VRAM_GB if spec.host_kind is HostKind.wsl else None)
+        if reserve is not None:
+            args += ["--reserve-vram", f"{reserve:g}"]
+        if spec.disable_cuda_malloc:
+            args.append("--disable-cuda-malloc")
+    return tuple(args + spec.extra_args)
+
+
+def service_env(spec: HostSpec, paths: Paths, gpus: tuple[Gpu, ...]) -> tuple[tuple[str, str], ...]:
+    """Environment of the ComfyUI process. CUDA numbers GPUs fastest-first unless told PCI_BUS_ID, which is
+    nvidia-smi's order; selecting by UUID makes the choice independent of any numbering."""
+    env = [("HOME", paths.root), ("PYTHONUNBUFFERED", "1"), ("CUDA_DEVICE_ORDER", "PCI_BUS_ID")]
+    if spec.gpu_select is not None:
+        env.append(("CUDA_VISIBLE_DEVICES", select_gpu(spec.gpu_select, gpus)))
+    return tuple(env)
+
+
+def select_gpu(choice: int | str, gpus: tuple[Gpu, ...]) -> str:
+    if not gpus:
+        raise PlanError(f"gpu_select is {choice!r} but this host has no NVIDIA GPU")
+    if isinstance(choice, int) or str(choice).isdigit():
+        matches = [g for g in gpus if g.index == int(choice)]
+    else:
+        matches = [g for g in gpus if g.uuid and g.uuid.startswith(str(choice))]
+    if len(matches) != 1:
+        known = ", ".join(f"{g.index}: {g.name} {g.uuid or '(uuid unknown)'}" for g in gpus)
+        raise PlanError(f"gpu_select {choice!r} matches {len(matches)} GPUs; allowed: one of {known}")
+    return matches[0].uuid or str(matches[0].index)
 
 
 def pip_config(spec: HostSpec, paths: Paths) -> tuple[tuple[str, str], ...]:
@@ -233,6 +328,8 @@ def make_plan(spec: HostSpec, platform: HostPlatform, probe: GpuProbe) -> HostPl
         pip_config=pip_config(spec, paths),
         service_manager=choose_service_manager(spec, platform),
         launch_args=launch_args(spec, paths, gpus),
+        env=service_env(spec, paths, gpus),
+        cron=cleanup_jobs(spec, paths),
         models=tuple(
             ModelPlan(name, m.url, m.sha256, m.size, f"{paths.models}/{m.folder}/{m.filename}", m.token_env)
             for name in spec.models

@@ -298,6 +298,56 @@ class Model(BaseModel):
         return value
 
 
+# ComfyUI's mutually exclusive flag groups (comfy/cli_args.py at 0.3.64): argparse exits 2 at
+# start-up when two of a group are given; the spec refuses them before any host is touched.
+EXCLUSIVE_FLAGS = (
+    ("--gpu-only", "--highvram", "--normalvram", "--lowvram", "--novram", "--cpu"),
+    ("--cuda-malloc", "--disable-cuda-malloc"),
+    ("--cache-classic", "--cache-lru", "--cache-none"),
+    ("--use-split-cross-attention", "--use-quad-cross-attention", "--use-pytorch-cross-attention",
+     "--use-sage-attention", "--use-flash-attention"),
+    ("--force-fp32", "--force-fp16"),
+    ("--fp32-unet", "--fp64-unet", "--bf16-unet", "--fp16-unet", "--fp8_e4m3fn-unet", "--fp8_e5m2-unet",
+     "--fp8_e8m0fnu-unet"),
+    ("--fp16-vae", "--fp32-vae", "--bf16-vae"),
+    ("--fp8_e4m3fn-text-enc", "--fp8_e5m2-text-enc", "--fp16-text-enc", "--fp32-text-enc", "--bf16-text-enc"),
+    ("--force-upcast-attention", "--dont-upcast-attention"),
+)
+# Flags the plan sets from fields: in extra_args they would fight the field.
+MANAGED_FLAGS = {
+    "--listen": "listen", "--port": "port", "--output-directory": "install_root", "--input-directory": "install_root",
+    "--temp-directory": "install_root", "--user-directory": "install_root", "--base-directory": "install_root",
+    "--extra-model-paths-config": "models_dir", "--max-upload-size": "max_upload_size_mb",
+    "--preview-method": "preview_method", "--reserve-vram": "reserve_vram_gb", "--cuda-device": "gpu_select",
+    "--gpu-only": "vram_mode", "--highvram": "vram_mode", "--normalvram": "vram_mode", "--lowvram": "vram_mode",
+    "--novram": "vram_mode", "--cpu": "cpu_only", "--disable-cuda-malloc": "disable_cuda_malloc",
+}
+VRAM_MODES = ("default", "gpu-only", "highvram", "normalvram", "lowvram", "novram")
+
+
+class CleanupRule(BaseModel):
+    """Delete files in one of ComfyUI's data directories once they are older than a given age (a cron entry)."""
+
+    model_config = STRICT
+    directory: Literal["output", "input", "temp"] = Field(description="which data directory")
+    older_than_minutes: int = Field(ge=1, description="age past which files are deleted")
+    schedule: str = Field("*/15 * * * *", description="cron schedule (5 fields)")
+
+    @field_validator("schedule")
+    @classmethod
+    def _cron(cls, value: str) -> str:
+        if len(value.split()) != 5 or not re.match(r"^[\d*/,\- ]+$", value):
+            raise ValueError(f"{value!r}: allowed: five cron fields such as '*/15 * * * *'")
+        return value
+
+
+SEED_CLEANUP = [  # the seed playbooks' values: outputs 24 h, temp 1 h, inputs 7 days
+    {"directory": "output", "older_than_minutes": 24 * 60},
+    {"directory": "temp", "older_than_minutes": 60},
+    {"directory": "input", "older_than_minutes": 7 * 24 * 60},
+]
+
+
 class HostSpec(BaseModel):
     """Everything comfyinfra needs to know about one ComfyUI host."""
 
@@ -331,6 +381,28 @@ class HostSpec(BaseModel):
     gpu: DeclaredGpu | None = Field(None, description="declared GPU, for offline planning; nvidia-smi facts win")
     cpu_only: bool = Field(False, description="run on the CPU even if a GPU is present")
 
+    # --- launch policy (comfyinfra/plan.py launch_args) -------------------------------------
+    vram_mode: Literal[VRAM_MODES] = Field(  # type: ignore[valid-type]
+        "default", description="ComfyUI's VRAM mode; 'default' (no flag) keeps partial loading, which large models "
+        "need: gpu-only/highvram turn it off and OOM when the models don't fit (torch-models-nodes.md §3)")
+    reserve_vram_gb: float | None = Field(
+        None, ge=0, le=64, description="VRAM kept free for others (--reserve-vram); default 1 GB on WSL, whose GPU "
+        "also drives the Windows desktop, else ComfyUI's own default")
+    disable_cuda_malloc: bool = Field(False, description="--disable-cuda-malloc: the cudaMallocAsync assert workaround")
+    preview_method: Literal["none", "auto", "latent2rgb", "taesd"] = Field("none", description="--preview-method")
+    max_upload_size_mb: float = Field(100, gt=0, le=100000, description="--max-upload-size; match any proxy in front")
+    gpu_select: int | str | None = Field(
+        None, description="the GPU ComfyUI uses, by nvidia-smi index or UUID (prefix allowed); exported as "
+        "CUDA_VISIBLE_DEVICES=<UUID> with CUDA_DEVICE_ORDER=PCI_BUS_ID, so nvidia-smi and PyTorch agree")
+    cleanup: list[CleanupRule] = Field(default_factory=lambda: [CleanupRule(**r) for r in SEED_CLEANUP],
+                                       description="cleanup cron entries, one per rule")
+    log_retention_days: int = Field(14, ge=1, le=365, description="ComfyUI logs rotate daily, this many are kept")
+    gpu_monitor: bool = Field(True, description="sample VRAM/temperature/power every gpu_monitor_interval_s (GPU hosts)")
+    gpu_monitor_interval_s: int = Field(30, ge=5, le=3600)
+    gpu_monitor_retention_days: int = Field(14, ge=1, le=365)
+    run_cron_daemon: bool = Field(False, description="supervise `cron -f` (containers have no init to start cron)")
+    extra_args: list[str] = Field(default_factory=list, validate_default=True, description="more ComfyUI flags, e.g. ['--fast', '--cache-lru', '10']")
+
     @field_validator("comfyui_ref")
     @classmethod
     def _comfyui_pinned(cls, value: str, info: ValidationInfo) -> str:
@@ -352,6 +424,28 @@ class HostSpec(BaseModel):
         if unknown:
             raise ValueError(f"{', '.join(map(repr, unknown))} not in model_catalog; allowed: "
                              f"{', '.join(sorted(catalog)) or '(the catalog is empty)'}")
+        return value
+
+    @field_validator("extra_args")
+    @classmethod
+    def _launch_flags(cls, value: list[str], info: ValidationInfo) -> list[str]:
+        for arg in value:
+            flag = arg.split("=", 1)[0]
+            if flag in MANAGED_FLAGS:
+                raise ValueError(f"{flag} is set from field {MANAGED_FLAGS[flag]!r}; set that field instead of extra_args")
+        chosen = [a.split("=", 1)[0] for a in value if a.startswith("--")]
+        vram = info.data.get("vram_mode", "default")
+        if vram != "default":
+            chosen.append(f"--{vram}")
+        if info.data.get("cpu_only"):
+            chosen.append("--cpu")
+        if info.data.get("disable_cuda_malloc"):
+            chosen.append("--disable-cuda-malloc")
+        for group in EXCLUSIVE_FLAGS:
+            clash = sorted({flag for flag in chosen if flag in group})
+            if len(clash) > 1:
+                raise ValueError(f"{' and '.join(clash)} are mutually exclusive in ComfyUI (group: {', '.join(group)}); "
+                                 "keep one (vram_mode, cpu_only and disable_cuda_malloc count as their flags)")
         return value
 
     @field_validator("service_user")

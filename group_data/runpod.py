@@ -3,3 +3,4 @@
 host_kind = "runpod"
 service_manager = "supervisor"
 install_root = "/workspace/comfyui"
+run_cron_daemon = True  # no init in the container: supervisord runs cron for the cleanup entries

@@ -11,7 +11,8 @@ from comfyinfra.plan import HostPlan
 from roles import COMFYUI_REPO_HINT, node_repo_hint
 
 # What every host kind needs to build a venv and the usual custom-node wheels.
-APT_PACKAGES = ["git", "ca-certificates", "curl", "python3", "python3-venv", "python3-dev", "build-essential"]
+APT_PACKAGES = ["git", "ca-certificates", "curl", "python3", "python3-venv", "python3-dev", "build-essential",
+                "cron", "logrotate"]
 
 
 @deploy("Preflight")

@@ -1,7 +1,9 @@
-"""The ComfyUI service: supervisord (containers, hosts without systemd) or a systemd unit.
+"""The ComfyUI service: supervisord (containers, hosts without systemd) or a hardened systemd unit.
 
-Restarts happen only when something the running process uses changed (handlers idiom); the deploy
-ends with a health wait on /system_stats that shows the last log lines when it fails.
+Restarts happen only when something the running process uses changed (handlers idiom): code,
+venv, torch, requirements, nodes, extra_model_paths, or the program/unit itself (flags, env). The
+deploy ends with a health wait on /system_stats that checks the device and shows the last log
+lines when it fails.
 """
 
 from pyinfra.api import deploy
@@ -14,6 +16,7 @@ from roles import template
 
 SERVICE = "comfyui"
 SUPERVISORD_CONF = "/etc/supervisor/supervisord.conf"  # Debian/Ubuntu package layout
+SUPERVISORCTL = f"supervisorctl -c {SUPERVISORD_CONF}"
 
 
 def or_show_logs(command: str, log_command: str) -> str:
@@ -22,30 +25,33 @@ def or_show_logs(command: str, log_command: str) -> str:
             f"{log_command} >&2; exit $rc; }}")
 
 
+def log_command(plan: HostPlan) -> str:
+    if plan.service_manager == "supervisor":
+        return f"tail -n 30 {plan.paths.logs}/comfyui.log"
+    return f"journalctl -u {SERVICE} -n 30 --no-pager"
+
+
 @deploy("Service")
 def service(plan: HostPlan, changed: list):
+    logs = log_command(plan)
     if plan.service_manager == "supervisor":
-        log_command = f"tail -n 30 {plan.paths.logs}/comfyui.log"
         program = template(name="supervisord program", src="supervisor-comfyui.conf.j2",
-                           dest=f"/etc/supervisor/conf.d/{SERVICE}.conf", mode="644",
-                           plan=plan, service_name=SERVICE)
+                           dest=f"/etc/supervisor/conf.d/{SERVICE}.conf", mode="644", plan=plan, service_name=SERVICE)
         supervisord_running(name="supervisord running", conf=SUPERVISORD_CONF)
-        ctl = f"supervisorctl -c {SUPERVISORD_CONF}"
-        server.shell(name="Reload supervisord program", commands=[or_show_logs(f"{ctl} update {SERVICE}", log_command)],
-                     _if=program.did_change)
-        server.shell(name="Restart ComfyUI (code, venv or nodes changed)",
-                     commands=[or_show_logs(f"{ctl} restart {SERVICE}", log_command)],
+        server.shell(name="Reload supervisord program (flags or environment changed)",
+                     commands=[or_show_logs(f"{SUPERVISORCTL} update {SERVICE}", logs)], _if=program.did_change)
+        server.shell(name="Restart ComfyUI (code, venv, nodes or model paths changed)",
+                     commands=[or_show_logs(f"{SUPERVISORCTL} restart {SERVICE}", logs)],
                      _if=[any_changed(*changed), lambda: not program.did_change()])
         supervisor_program_running(name="ComfyUI running", conf=SUPERVISORD_CONF, program=SERVICE,
-                                   start_command=or_show_logs(f"{ctl} start {SERVICE}", log_command))
+                                   start_command=or_show_logs(f"{SUPERVISORCTL} start {SERVICE}", logs))
     else:
-        log_command = f"journalctl -u {SERVICE} -n 30 --no-pager"
-        unit = template(name="systemd unit", src="comfyui.service.j2", dest=f"/etc/systemd/system/{SERVICE}.service",
-                        mode="644", plan=plan)
+        unit = template(name="systemd unit (hardened)", src="comfyui.service.j2",
+                        dest=f"/etc/systemd/system/{SERVICE}.service", mode="644", plan=plan, service_name=SERVICE)
         systemd.daemon_reload(name="systemd daemon-reload", _if=unit.did_change)
-        systemd.service(name="ComfyUI enabled and running", service=SERVICE, running=True, enabled=True)
-        systemd.service(name="Restart ComfyUI (code, venv, nodes or unit changed)", service=SERVICE, restarted=True,
-                        _if=any_changed(unit, *changed))
+        started = systemd.service(name="ComfyUI enabled and running", service=SERVICE, running=True, enabled=True)
+        systemd.service(name="Restart ComfyUI (code, venv, nodes, model paths or unit changed)", service=SERVICE,
+                        restarted=True, _if=[any_changed(unit, *changed), lambda: not started.did_change()])
 
-    wait_healthy(name=f"ComfyUI answers {plan.health_url}", url=plan.health_url,
-                 timeout_s=plan.spec.health_timeout_s, log_command=log_command)
+    wait_healthy(name=f"ComfyUI answers {plan.health_url} on {plan.expected_device}", url=plan.health_url,
+                 timeout_s=plan.spec.health_timeout_s, log_command=logs, expect_device=plan.expected_device)

@@ -98,10 +98,10 @@ def test_moving_the_pinned_commit_redeploys_exactly_the_changed_parts(world):
     new_commit = world.comfyui.commit_change("NOTES.md", "release notes\n", "docs: notes")
     result = deploy(world, comfyui_ref=new_commit)
     assert result.rc == 0, explain(result)
-    changed = set(result.changes(HOST)) - {f"Service | ComfyUI answers http://127.0.0.1:{world.port}/system_stats"}
+    changed = set(result.changes(HOST)) - {f"Service | ComfyUI answers http://127.0.0.1:{world.port}/system_stats on cpu"}
     assert changed == {
         f"ComfyUI | ComfyUI checkout @ {new_commit[:12]}",
-        "Service | Restart ComfyUI (code, venv or nodes changed)",
+        "Service | Restart ComfyUI (code, venv, nodes or model paths changed)",
     }, explain(result)
     assert comfyui_pid(world) != pid
     assert deploy(world).changes(HOST) == []

@@ -36,7 +36,8 @@ def run_op(op, responses, **kwargs):
 
 
 def op_commands(executed):
-    return [c for c in executed if not c.startswith(("if [ ! -e", "echo digest=", "curl -s -o /dev/null -m 5", "if supervisorctl"))]
+    return [c for c in executed if not c.startswith(("if [ ! -e", "echo digest=", "curl -s -f -m 5 http", "if supervisorctl"))
+            or c.startswith("curl -s -f -m 5 http") and "| python3" in c]
 
 
 def checkout_fact(**values):
@@ -98,14 +99,32 @@ def test_stamped_pip_install_runs_and_names_the_owner_on_conflict():
     assert write_stamp.endswith(f"echo {stamp_value('abc', ())} > /s/stamp")
 
 
-def test_health_wait_is_a_noop_when_healthy_and_shows_logs_otherwise():
-    healthy, *_ = run_op(wait_healthy, {re.compile(r"^curl -s -o /dev/null"): "200"}, url="http://127.0.0.1:8188/system_stats",
-                         timeout_s=30, log_command="tail -n 30 /l/comfyui.log")
+STATS_URL = "http://127.0.0.1:8188/system_stats"
+
+
+def stats_response(device):
+    return {re.compile(r"^curl -s -f -m 5"): '{"system": {}, "devices": [{"type": "%s"}]}' % device}
+
+
+def test_health_wait_is_a_noop_when_healthy_on_the_expected_device():
+    healthy, *_ = run_op(wait_healthy, stats_response("cpu"), url=STATS_URL, timeout_s=30,
+                         log_command="tail -n 30 /l/comfyui.log", expect_device="cpu")
     assert op_commands(healthy) == []
-    waiting, *_ = run_op(wait_healthy, {re.compile(r"^curl -s -o /dev/null"): "000"}, url="http://127.0.0.1:8188/system_stats",
-                         timeout_s=30, log_command="tail -n 30 /l/comfyui.log")
-    (loop,) = op_commands(waiting)
+
+
+def test_health_wait_fails_when_a_gpu_host_runs_on_the_cpu():
+    wrong, *_ = run_op(wait_healthy, stats_response("cpu"), url=STATS_URL, timeout_s=30,
+                       log_command="tail -n 30 /l/comfyui.log", expect_device="cuda")
+    (command,) = op_commands(wrong)
+    assert "runs on '\"'\"'cpu'\"'\"', expected '\"'\"'cuda'\"'\"'" in command and command.endswith("exit 1")
+
+
+def test_health_wait_polls_then_checks_the_device_and_shows_logs_on_timeout():
+    waiting, *_ = run_op(wait_healthy, {re.compile(r"^curl -s -f -m 5"): ""}, url=STATS_URL, timeout_s=30,
+                         log_command="tail -n 30 /l/comfyui.log", expect_device="cuda")
+    loop, check = op_commands(waiting)
     assert "[ $i -gt 30 ]" in loop and "tail -n 30 /l/comfyui.log >&2" in loop
+    assert "python3 -c" in check and "'cuda'" in check
 
 
 @pytest.mark.parametrize("daemon,expected", [("up", 0), ("down", 1)])
