@@ -79,6 +79,14 @@ CASES = [
                           '", "folder": "vae", "filename": "a.safetensors", "token_env": "COMFYINFRA_UNSET_TOKEN"}}, '
                           '"models": ["sd"]})]',
      ["field model_catalog.sd.token_env", "COMFYINFRA_UNSET_TOKEN is not set on the machine running pyinfra"]),
+    ("exclusive-vram-flags", 'linux = [("h1", {"vram_mode": "gpu-only", "extra_args": ["--use-sage-attention", "--use-flash-attention"]})]',
+     ["field extra_args", "--use-flash-attention and --use-sage-attention are mutually exclusive"]),
+    ("cpu-with-vram-mode", 'linux = [("h1", {"cpu_only": True, "vram_mode": "highvram"})]',
+     ["field extra_args", "--cpu and --highvram are mutually exclusive"]),
+    ("managed-flag-in-extra-args", 'linux = [("h1", {"extra_args": ["--port=9000"]})]',
+     ["--port is set from field 'port'"]),
+    ("cleanup-schedule", 'linux = [("h1", {"cleanup": [{"directory": "output", "older_than_minutes": 5, "schedule": "hourly"}]})]',
+     ["field cleanup[0].schedule", "five cron fields"]),
     ("service-manager", 'linux = [("h1", {"service_manager": "docker"})]',
      ["field service_manager", "'docker' is not allowed", "'supervisor'"]),
 ]

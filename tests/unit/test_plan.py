@@ -107,3 +107,45 @@ def test_models_are_placed_under_models_dir_and_found_through_extra_model_paths(
     assert plan.paths.model_blobs == "/workspace/models/.blobs"
     index = plan.launch_args.index("--extra-model-paths-config")
     assert plan.launch_args[index + 1] == "/opt/comfyui/.comfyinfra/extra_model_paths.yaml"
+
+
+def test_launch_policy_vram_mode_reserve_and_malloc():
+    plan = make_plan(spec(vram_mode="highvram", reserve_vram_gb=2, disable_cuda_malloc=True, preview_method="taesd",
+                          max_upload_size_mb=512, extra_args=["--fast"]), X86_SYSTEMD, DETECTED)
+    args = " ".join(plan.launch_args)
+    assert "--highvram" in args and "--reserve-vram 2" in args and "--disable-cuda-malloc" in args
+    assert "--preview-method taesd" in args and "--max-upload-size 512" in args and args.endswith("--fast")
+
+
+def test_default_policy_adds_no_vram_flag_and_wsl_reserves_for_the_desktop():
+    plain = make_plan(spec(), X86_SYSTEMD, DETECTED).launch_args
+    assert not {"--gpu-only", "--highvram", "--lowvram", "--normalvram", "--novram", "--reserve-vram"} & set(plain)
+    assert "--max-upload-size" in plain and plain[plain.index("--max-upload-size") + 1] == "100"
+    wsl = make_plan(spec(host_kind="wsl"), X86_SYSTEMD, DETECTED).launch_args
+    assert wsl[wsl.index("--reserve-vram") + 1] == "1"
+
+
+def test_vram_mode_on_a_cpu_host_is_refused():
+    with pytest.raises(PlanError, match="runs on the CPU"):
+        make_plan(spec(vram_mode="lowvram"), X86_CONTAINER, GpuProbe())
+
+
+def test_gpu_selection_by_index_or_uuid_exports_the_uuid():
+    two = GpuProbe(gpus=(RTX3090, Gpu("NVIDIA GeForce RTX 3080 Ti", 12288, "8.6", "580.95.05", index=1, uuid="GPU-2b")),
+                   nvidia_smi="nvidia-smi")
+    by_index = dict(make_plan(spec(gpu_select=1), X86_SYSTEMD, two).env)
+    assert by_index["CUDA_VISIBLE_DEVICES"] == "GPU-2b" and by_index["CUDA_DEVICE_ORDER"] == "PCI_BUS_ID"
+    assert dict(make_plan(spec(gpu_select="GPU-1"), X86_SYSTEMD, two).env)["CUDA_VISIBLE_DEVICES"] == "GPU-1"
+    with pytest.raises(PlanError, match="matches 2 GPUs"):
+        make_plan(spec(gpu_select="GPU-"), X86_SYSTEMD, two)
+    assert "CUDA_VISIBLE_DEVICES" not in dict(make_plan(spec(), X86_SYSTEMD, two).env)
+
+
+def test_cleanup_rules_become_one_cron_job_each():
+    jobs = make_plan(spec(), X86_SYSTEMD, DETECTED).cron
+    assert [(j.name, j.command) for j in jobs] == [
+        ("comfyinfra cleanup output (8188)", "find /opt/comfyui/output -xdev -type f -mmin +1440 -delete"),
+        ("comfyinfra cleanup temp (8188)", "find /opt/comfyui/temp -xdev -type f -mmin +60 -delete"),
+        ("comfyinfra cleanup input (8188)", "find /opt/comfyui/input -xdev -type f -mmin +10080 -delete"),
+    ]
+    assert jobs[0].fields == {"minute": "*/15", "hour": "*", "day_of_month": "*", "month": "*", "day_of_week": "*"}

@@ -1,0 +1,103 @@
+"""Rendered service files, checked with the real tools: `systemd-analyze verify` and `security --offline`
+(systemd is not PID 1 here, so units are verified, never started), configparser for supervisord."""
+
+from __future__ import annotations
+
+import configparser
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from pyinfra.api.util import get_template
+
+from comfyinfra.facts import GpuProbe, HostPlatform
+from comfyinfra.plan import make_plan
+from comfyinfra.spec import HostSpec
+from comfyinfra.torch_matrix import Gpu
+
+TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
+SYSTEMD = HostPlatform(arch="x86_64", wsl=False, systemd=True, mem_total_mib=64000)
+RTX4090 = GpuProbe(gpus=(Gpu("NVIDIA GeForce RTX 4090", 24564, "8.9", "570.26", index=0, uuid="GPU-4090-aaaa"),
+                         Gpu("NVIDIA GeForce RTX 3060", 12288, "8.6", "570.26", index=1, uuid="GPU-3060-bbbb")),
+                   nvidia_smi="/usr/bin/nvidia-smi")
+needs_systemd_analyze = pytest.mark.skipif(not shutil.which("systemd-analyze"), reason="systemd-analyze not installed")
+
+
+def plan_for(root: Path, probe=GpuProbe(), **overrides):
+    spec = HostSpec.model_validate({
+        "host_kind": "linux", "comfyui_repo": "https://github.com/comfyanonymous/ComfyUI.git",
+        "comfyui_ref": "a125cd84b054a57729b5eecab930ca9408719832", "torch": {"torch": "2.9.1"},
+        "install_root": str(root), "service_user": "comfyverify", **overrides})
+    venv_python = root / "venv" / "bin" / "python"  # systemd-analyze verify wants ExecStart to exist
+    venv_python.parent.mkdir(parents=True, exist_ok=True)
+    if not venv_python.exists():
+        venv_python.symlink_to("/usr/bin/python3")
+    (root / "ComfyUI").mkdir(exist_ok=True)
+    return make_plan(spec, SYSTEMD, probe)
+
+
+def render(src: str, dest: Path, **data) -> Path:
+    dest.write_text(get_template(str(TEMPLATES / src)).render(**data))
+    return dest
+
+
+def exposure(unit: Path) -> float:
+    out = subprocess.run(["systemd-analyze", "security", "--offline=true", str(unit)], capture_output=True, text=True)
+    return float(re.search(r"Overall exposure level for \S+: (\d+\.\d+)", out.stdout).group(1))
+
+
+@needs_systemd_analyze
+@pytest.mark.parametrize("kind,probe,overrides", [
+    ("cpu", GpuProbe(), {}),
+    ("gpu", RTX4090, {"gpu_select": 1, "reserve_vram_gb": 1.5, "disable_cuda_malloc": True}),
+    ("wsl", RTX4090, {"host_kind": "wsl"}),
+])
+def test_comfyui_unit_verifies_and_is_hardened(tmp_path, kind, probe, overrides):
+    root = tmp_path / "opt"
+    plan = plan_for(root, probe, **overrides)
+    unit = render("comfyui.service.j2", tmp_path / "comfyui.service", plan=plan, service_name="comfyui")
+    verify = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True, text=True)
+    assert verify.returncode == 0 and "comfyui.service" not in verify.stderr, verify.stderr
+    score = exposure(unit)
+    assert score <= 4.0, f"exposure {score}"
+    text = unit.read_text()
+    assert 'Environment="CUDA_DEVICE_ORDER=PCI_BUS_ID"' in text and "Restart=always" in text
+    assert f"ReadWritePaths={root}" in text and "ProtectSystem=strict" in text and "NoNewPrivileges=yes" in text
+    if kind == "gpu":
+        assert 'Environment="CUDA_VISIBLE_DEVICES=GPU-3060-bbbb"' in text and "DeviceAllow=char-nvidia-uvm rw" in text
+        assert "--reserve-vram 1.5 --disable-cuda-malloc" in text
+    if kind == "wsl":
+        assert re.search(r"--reserve-vram 1\s", text)  # the WSL GPU also drives the Windows desktop
+
+
+def test_protect_home_is_read_only_when_the_tree_is_under_home(tmp_path):
+    spec_home = HostSpec.model_validate({
+        "host_kind": "linux", "comfyui_repo": "/x", "comfyui_ref": "v1.0", "torch": {"torch": "2.9.1"},
+        "install_root": "/home/comfy/comfyui", "service_user": "comfy"})
+    assert make_plan(spec_home, SYSTEMD, GpuProbe()).protect_home == "read-only"  # yes would hide the tree
+    assert plan_for(tmp_path / "opt").protect_home == "yes"
+
+
+@needs_systemd_analyze
+def test_gpu_monitor_timer_and_service_verify(tmp_path):
+    plan = plan_for(tmp_path / "opt", RTX4090)
+    service = render("gpu-monitor.service.j2", tmp_path / "comfyui-gpu-monitor.service", plan=plan)
+    timer = render("gpu-monitor.timer.j2", tmp_path / "comfyui-gpu-monitor.timer", plan=plan)
+    verify = subprocess.run(["systemd-analyze", "verify", str(service), str(timer)], capture_output=True, text=True)
+    assert verify.returncode == 0, verify.stderr
+    assert "OnUnitActiveSec=30s" in timer.read_text()
+
+
+def test_supervisor_programs_parse_with_the_environment(tmp_path):
+    plan = plan_for(tmp_path / "opt", RTX4090, gpu_select="GPU-4090", run_cron_daemon=True)
+    parser = configparser.ConfigParser(interpolation=None)
+    parser.read_string(get_template(str(TEMPLATES / "supervisor-comfyui.conf.j2")).render(plan=plan, service_name="comfyui"))
+    parser.read_string(get_template(str(TEMPLATES / "supervisor-extras.conf.j2")).render(
+        plan=plan, service_name="comfyui", gpu_monitor=True))
+    program = parser["program:comfyui"]
+    assert program["command"] == plan.command_line and program["autorestart"] == "true"
+    assert 'CUDA_VISIBLE_DEVICES="GPU-4090-aaaa"' in program["environment"]
+    assert "gpu_monitor.py run --dir" in parser["program:comfyui-gpu-monitor"]["command"]
+    assert parser["program:comfyui-cron"]["command"] == "cron -f"
