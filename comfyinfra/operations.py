@@ -357,6 +357,37 @@ def wait_healthy(url: str, timeout_s: int, log_command: str, expect_device: str,
     yield f"curl -s -f -m 5 {q(url)} | python3 -c {q(check)}"
 
 
+# --- secrets file -----------------------------------------------------------------------------
+
+
+class SameAsStdin(FactBase):
+    """Whether the file already holds exactly what the operation sends on stdin (compared on the host,
+    so no secret, nor a hash of one, comes back)."""
+
+    def command(self, path: str) -> str:
+        return f"cmp -s - {q(path)} && echo same || echo different"
+
+    def process(self, output) -> bool:
+        return "".join(output).strip() == "same"
+
+
+@operation()
+def secret_file(path: str, owner: str):
+    """
+    Write the operation's stdin to `path`, mode 0600, owned by `owner`, unless it already holds exactly that.
+
+    + path: destination (e.g. the service's env file)
+    + owner: user (and group) owning the file
+
+    Pass the content as the operation's `_stdin`: it never appears in argv, logs or --diff.
+    """
+    if host.get_fact(SameAsStdin, path=path):
+        host.noop(f"{path} up to date")
+        return
+    tmp = q(path + ".tmp")
+    yield f"umask 077 && cat > {tmp} && chown {q(owner)}: {tmp} && chmod 600 {tmp} && mv {tmp} {q(path)}"
+
+
 # --- supervisord (hosts without systemd) ----------------------------------------------------
 
 

@@ -144,6 +144,14 @@ class HostPlan:
     cron: tuple[CronJob, ...] = ()
 
     @property
+    def supervisor_command(self) -> str:
+        """supervisord has no EnvironmentFile: a shell loads the secrets file, then execs ComfyUI."""
+        if not self.spec.service_secrets:
+            return self.command_line
+        inner = f"set -a; . {shlex.quote(self.paths.secrets_env)}; exec {self.command_line}"
+        return f"/bin/sh -c {shlex.quote(inner)}"
+
+    @property
     def writable_paths(self) -> tuple[str, ...]:
         """What the service may write under ProtectSystem=strict: its tree, and models_dir if elsewhere."""
         roots = [self.paths.root]

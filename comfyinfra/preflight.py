@@ -141,6 +141,10 @@ def _missing_tokens(host_name: str, spec: HostSpec, sources: dict[str, str]) -> 
             problems.append(Problem(host_name, f"model_catalog.{name}.token_env", sources.get("model_catalog", ""),
                                     f"environment variable {env} is not set on the machine running pyinfra; export it "
                                     "(its value goes to the host on stdin, never into files, argv or logs)"))
+    for key, env in spec.service_secrets.items():
+        if not os.environ.get(env):
+            problems.append(Problem(host_name, f"service_secrets.{key}", sources.get("service_secrets", ""),
+                                    f"environment variable {env} is not set on the machine running pyinfra; export it"))
     return problems
 
 

@@ -401,6 +401,9 @@ class HostSpec(BaseModel):
     gpu_monitor_interval_s: int = Field(30, ge=5, le=3600)
     gpu_monitor_retention_days: int = Field(14, ge=1, le=365)
     run_cron_daemon: bool = Field(False, description="supervise `cron -f` (containers have no init to start cron)")
+    service_secrets: dict[str, str] = Field(
+        default_factory=dict, description="environment of ComfyUI from secrets: {NAME_IN_SERVICE: NAME_OF_ENV_VAR on the "
+        "machine running pyinfra}; written to a 0600 env file, never to a template, command line or log")
     extra_args: list[str] = Field(default_factory=list, validate_default=True, description="more ComfyUI flags, e.g. ['--fast', '--cache-lru', '10']")
 
     @field_validator("comfyui_ref")
@@ -446,6 +449,15 @@ class HostSpec(BaseModel):
             if len(clash) > 1:
                 raise ValueError(f"{' and '.join(clash)} are mutually exclusive in ComfyUI (group: {', '.join(group)}); "
                                  "keep one (vram_mode, cpu_only and disable_cuda_malloc count as their flags)")
+        return value
+
+    @field_validator("service_secrets")
+    @classmethod
+    def _secret_names(cls, value: dict[str, str]) -> dict[str, str]:
+        for key, source in value.items():
+            if not ENV_NAME.match(key) or not ENV_NAME.match(source):
+                raise ValueError(f"{key!r}: {source!r}: allowed: environment variable NAMES on both sides "
+                                 "(e.g. {'HF_TOKEN': 'HF_TOKEN'}), never the secret itself")
         return value
 
     @field_validator("service_user")

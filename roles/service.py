@@ -6,12 +6,14 @@ deploy ends with a health wait on /system_stats that checks the device and shows
 lines when it fails.
 """
 
+import os
+
 from pyinfra.api import deploy
-from pyinfra.operations import server, systemd
+from pyinfra.operations import files, server, systemd
 from pyinfra.operations.util import any_changed
 
-from comfyinfra.operations import supervisor_program_running, supervisord_running, wait_healthy
-from comfyinfra.plan import HostPlan
+from comfyinfra.operations import secret_file, supervisor_program_running, supervisord_running, wait_healthy
+from comfyinfra.plan import HostPlan, PlanError
 from roles import template
 
 SERVICE = "comfyui"
@@ -31,9 +33,28 @@ def log_command(plan: HostPlan) -> str:
     return f"journalctl -u {SERVICE} -n 30 --no-pager"
 
 
+def secrets_content(plan: HostPlan) -> str:
+    """KEY='value' lines from this machine's environment (presence checked by the preflight)."""
+    lines = []
+    for key, env in sorted(plan.spec.service_secrets.items()):
+        value = os.environ[env]
+        if "'" in value or "\n" in value:
+            raise PlanError(f"service_secrets.{key}: the value of {env} contains a quote or a newline, which an env "
+                            "file can't carry safely")
+        lines.append(f"{key}='{value}'\n")
+    return "".join(lines)
+
+
 @deploy("Service")
 def service(plan: HostPlan, changed: list):
     logs = log_command(plan)
+    if plan.spec.service_secrets:
+        changed = [*changed, secret_file(name=f"Secrets env file {plan.paths.secrets_env} (0600)",
+                                         path=plan.paths.secrets_env, owner=plan.spec.service_user,
+                                         _stdin=secrets_content(plan))]
+    else:
+        changed = [*changed, files.file(name="Secrets env file: none declared", path=plan.paths.secrets_env,
+                                        present=False)]
     if plan.service_manager == "supervisor":
         program = template(name="supervisord program", src="supervisor-comfyui.conf.j2",
                            dest=f"/etc/supervisor/conf.d/{SERVICE}.conf", mode="644", plan=plan, service_name=SERVICE)

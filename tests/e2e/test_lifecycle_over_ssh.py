@@ -97,3 +97,23 @@ def test_log_rotation_config_is_valid_for_logrotate(world):
     debug = subprocess.run(["logrotate", "-d", "/etc/logrotate.d/comfyui"], capture_output=True, text=True)
     assert debug.returncode == 0, debug.stderr
     assert f"{world.install_root}/logs/*.log" in debug.stderr and "rotating pattern" in debug.stderr
+
+
+def test_service_secrets_reach_comfyui_through_a_0600_file_only(world):
+    import secrets as random_secrets
+
+    value = "sk-" + random_secrets.token_hex(16)
+    inventory = world.inventory("secrets", {HOST: world.host_data(service_secrets={"COMFY_API_KEY": "COMFYINFRA_TEST_KEY"})})
+    env = {"COMFYINFRA_TEST_KEY": value}
+    result = pyinfra(inventory, "-y", "--json", "-vv", "--diff", env=env)
+    assert result.rc == 0, result.stderr[-4000:]
+    secrets_env = Path(world.install_root, ".comfyinfra", "secrets.env")
+    assert secrets_env.stat().st_mode & 0o777 == 0o600 and secrets_env.read_text() == f"COMFY_API_KEY='{value}'\n"
+    process_env = Path(f"/proc/{pid(world)}/environ").read_bytes().split(b"\0")
+    assert f"COMFY_API_KEY={value}".encode() in process_env
+    assert value not in result.stderr and value not in result.stdout
+    leaked = subprocess.run(["grep", "-rl", "--exclude=secrets.env", value, world.install_root, "/etc/supervisor"],
+                            capture_output=True, text=True)
+    assert leaked.stdout == ""
+    assert pyinfra(inventory, "-y", "--json", env=env).changes(HOST) == []  # compared on the host, idempotent
+    assert deploy(world).rc == 0 and not secrets_env.exists()  # removed when no longer declared
