@@ -189,6 +189,8 @@ class CustomNode(BaseModel):
     allow_branch: bool = Field(False, description="accept a branch name for ref (not reproducible)")
     ref: str = Field(description="full 40-hex commit or a tag; a branch only with allow_branch=True")
     install_requirements: bool = Field(True, description="pip-install the node's requirements.txt under the torch constraints")
+    node_classes: list[str] = Field(default_factory=list, description="node classes it registers; the smoke suite "
+                                    "checks each is in /object_info (without them: that some class comes from it)")
 
     @field_validator("name")
     @classmethod

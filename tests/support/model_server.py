@@ -160,3 +160,17 @@ def make_model_file(path: Path, size: int, seed: int = 0) -> str:
             counter += 1
     os.chmod(path, 0o644)
     return digest.hexdigest()
+
+
+def make_safetensors(path: Path, floats: int = 4096) -> tuple[str, int]:
+    """A small but valid .safetensors file (one F32 tensor); returns (sha256, size)."""
+    import hashlib
+    import json
+    import struct
+
+    header = json.dumps({"weight": {"dtype": "F32", "shape": [floats], "data_offsets": [0, 4 * floats]},
+                         "__metadata__": {"format": "pt"}}).encode()
+    data = struct.pack("<Q", len(header)) + header + struct.pack(f"<{floats}f", *(i / floats for i in range(floats)))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return hashlib.sha256(data).hexdigest(), len(data)

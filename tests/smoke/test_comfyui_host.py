@@ -1,0 +1,116 @@
+"""Is this ComfyUI host what the inventory says? One check per test, each failure says what to do."""
+
+from __future__ import annotations
+
+import json
+import shlex
+
+import pytest
+
+SUPERVISORCTL = "supervisorctl -c /etc/supervisor/supervisord.conf"
+
+# Reads a .safetensors header on the host: 8-byte little-endian length, JSON header, and the largest
+# tensor end offset must match the file size (catches truncated and HTML-error downloads, no hashing).
+SAFETENSORS_CHECK = r"""
+import json, os, struct, sys
+path, size = sys.argv[1], os.stat(sys.argv[1]).st_size
+with open(path, "rb") as f:
+    (n,) = struct.unpack("<Q", f.read(8))
+    if n > 100 * 2**20: sys.exit("header length %d is implausible" % n)
+    header = json.loads(f.read(n))
+end = max([t["data_offsets"][1] for k, t in header.items() if k != "__metadata__"] or [0])
+sys.exit(0 if 8 + n + end == size else "header says %d bytes, file has %d" % (8 + n + end, size))
+"""
+
+
+def get_json(host, plan, route: str):
+    url = plan.health_url.rsplit("/", 1)[0] + route
+    out = host.run(f"curl -s -f -m 15 {shlex.quote(url)}")
+    assert out.rc == 0, f"{url} did not answer on the host (curl rc {out.rc}): is ComfyUI running? {out.stderr}"
+    return json.loads(out.stdout)
+
+
+def test_service_is_running(host, target):
+    if target.service_manager == "supervisor":
+        status = host.run(f"{SUPERVISORCTL} status comfyui").stdout
+        assert "RUNNING" in status, f"supervisord reports: {status.strip()!r}; see {target.paths.logs}/comfyui.log"
+    else:
+        service = host.service("comfyui")
+        assert service.is_running, "comfyui.service is not active: journalctl -u comfyui -n 50"
+        assert service.is_enabled, "comfyui.service is not enabled at boot: systemctl enable comfyui"
+
+
+def test_listens_only_where_configured(host, target):
+    wanted = {address.strip() for address in target.spec.listen.split(",")}
+    for address in wanted:
+        assert host.socket(f"tcp://{address}:{target.spec.port}").is_listening, f"nothing listens on {address}:{target.spec.port}"
+    bound = {s.split("://", 1)[1].rsplit(":", 1)[0] for s in host.socket.get_listening_sockets()
+             if s.startswith("tcp") and s.rsplit(":", 1)[1] == str(target.spec.port)}
+    extra = bound - wanted
+    assert not extra, f"port {target.spec.port} is also bound on {sorted(extra)}; ComfyUI has no auth: keep listen={target.spec.listen!r}"
+
+
+def test_system_stats_matches_the_pins(host, target):
+    stats = get_json(host, target, "/system_stats")
+    system, device = stats["system"], stats["devices"][0]
+    pinned = host.run(f"cd {shlex.quote(target.paths.app)} && python3 -c 'import comfyui_version as v; print(v.__version__)'")
+    assert system["comfyui_version"] == pinned.stdout.strip(), "ComfyUI reports another version than the pinned checkout"
+    torch_pin = target.torch.requirements[0].split("==", 1)[1]
+    assert system["pytorch_version"] == torch_pin or (
+        "+" not in torch_pin and system["pytorch_version"].split("+")[0] == torch_pin
+    ), f"PyTorch {system['pytorch_version']} runs, the plan pins {torch_pin}"
+    assert device["type"] == target.expected_device, f"ComfyUI runs on {device['type']}, expected {target.expected_device}"
+    if target.gpus:
+        gpu = target.gpus[0]
+        assert gpu.name.replace("NVIDIA ", "") in device["name"], f"device {device['name']!r}, expected {gpu.name!r}"
+        assert device["vram_total"] >= 0.9 * gpu.vram_mib * 2**20, f"vram_total {device['vram_total']} < {gpu.vram_mib} MiB"
+    argv = " ".join(system["argv"])
+    missing = [flag for flag in target.launch_args if flag.startswith("--") and flag not in system["argv"]]
+    assert not missing, f"ComfyUI was started without {missing} (argv: {argv}); redeploy to restart it"
+
+
+def test_custom_node_loaded(host, target, node_name):
+    nodes = {n.name: n for n in target.spec.custom_nodes}
+    if node_name not in nodes:
+        pytest.skip(f"{node_name} is not declared for this host")
+    info = get_json(host, target, "/object_info")
+    from_node = sorted(cls for cls, entry in info.items() if entry.get("python_module") == f"custom_nodes.{node_name}")
+    declared = nodes[node_name].node_classes
+    missing = [cls for cls in declared if cls not in info]
+    assert from_node and not missing, (
+        f"custom node {node_name!r} did not load ({'missing ' + ', '.join(missing) if missing else 'no class from it'}): "
+        f"look for 'IMPORT FAILED' / 'Cannot import' in {target.paths.logs}/comfyui.log")
+
+
+def test_model_present(host, target, model_name):
+    models = {m.name: m for m in target.models}
+    if model_name not in models:
+        pytest.skip(f"{model_name} is not declared for this host")
+    model = models[model_name]
+    file = host.file(model.dest)
+    assert file.exists, f"{model.dest} is missing: redeploy (the model sync will fetch it)"
+    if model.size:
+        assert file.size == model.size, f"{model.dest} has {file.size} bytes, declared {model.size}"
+    if model.dest.endswith(".safetensors"):
+        check = host.run(f"python3 -c {shlex.quote(SAFETENSORS_CHECK)} {shlex.quote(model.dest)}")
+        assert check.rc == 0, f"{model.dest} is not a valid safetensors file: {check.stderr.strip()}"
+
+
+def test_queue_answers(host, target):
+    queue = get_json(host, target, "/queue")
+    assert set(queue) >= {"queue_running", "queue_pending"}
+
+
+def test_cleanup_crons_installed(host, target):
+    crontab = host.run(f"crontab -l -u {shlex.quote(target.spec.service_user)}").stdout
+    missing = [job.name for job in target.cron if f"# pyinfra-name={job.name}" not in crontab]
+    assert not missing, f"cron entries missing: {missing}; redeploy"
+
+
+def test_gpu_monitor_installed(host, target):
+    if not (target.gpus and target.spec.gpu_monitor):
+        pytest.skip("no GPU (or gpu_monitor off): nothing to monitor")
+    if target.service_manager == "supervisor":
+        assert "RUNNING" in host.run(f"{SUPERVISORCTL} status comfyui-gpu-monitor").stdout
+    else:
+        assert host.service("comfyui-gpu-monitor.timer").is_enabled
