@@ -45,6 +45,10 @@ class Paths:
         return f"{self.logs}/models"
 
     @property
+    def workflows(self) -> str:
+        return f"{self.root}/workflows"
+
+    @property
     def gpu_monitor_helper(self) -> str:
         return f"{self.state}/bin/gpu_monitor.py"
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from enum import Enum
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
@@ -343,6 +343,9 @@ class CleanupRule(BaseModel):
         return value
 
 
+WORKFLOWS_DIR = Path(__file__).resolve().parents[1] / "workflows"  # API-format templates shipped with comfyinfra
+
+
 SEED_CLEANUP = [  # the seed playbooks' values: outputs 24 h, temp 1 h, inputs 7 days
     {"directory": "output", "older_than_minutes": 24 * 60},
     {"directory": "temp", "older_than_minutes": 60},
@@ -403,6 +406,13 @@ class HostSpec(BaseModel):
     gpu_monitor_interval_s: int = Field(30, ge=5, le=3600)
     gpu_monitor_retention_days: int = Field(14, ge=1, le=365)
     run_cron_daemon: bool = Field(False, description="supervise `cron -f` (containers have no init to start cron)")
+    smoke_workflows: list[str] = Field(
+        default_factory=lambda: ["sdxl_txt2img.json", "sdxl_img2img.json", "sdxl_batch.json"],
+        description="templates from workflows/ deployed to <install_root>/workflows and validated by the smoke suite "
+        "against the live /object_info (node classes, inputs, links, model names)")
+    smoke_generate: str | None = Field(
+        None, description="opt-in: the smoke suite runs this template (e.g. cpu_smoke.json on CPU hosts) and checks "
+        "its images")
     service_secrets: dict[str, str] = Field(
         default_factory=dict, description="environment of ComfyUI from secrets: {NAME_IN_SERVICE: NAME_OF_ENV_VAR on the "
         "machine running pyinfra}; written to a 0600 env file, never to a template, command line or log")
@@ -451,6 +461,22 @@ class HostSpec(BaseModel):
             if len(clash) > 1:
                 raise ValueError(f"{' and '.join(clash)} are mutually exclusive in ComfyUI (group: {', '.join(group)}); "
                                  "keep one (vram_mode, cpu_only and disable_cuda_malloc count as their flags)")
+        return value
+
+    @field_validator("smoke_workflows")
+    @classmethod
+    def _templates_exist(cls, value: list[str]) -> list[str]:
+        shipped = sorted(p.name for p in WORKFLOWS_DIR.glob("*.json"))
+        unknown = [name for name in value if name not in shipped]
+        if unknown:
+            raise ValueError(f"{', '.join(unknown)} not in workflows/; allowed: {', '.join(shipped)}")
+        return value
+
+    @field_validator("smoke_generate")
+    @classmethod
+    def _generate_template(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is not None and value not in info.data.get("smoke_workflows", []):
+            raise ValueError(f"{value!r} must also be listed in smoke_workflows (it is deployed and validated first)")
         return value
 
     @field_validator("service_secrets")

@@ -1,4 +1,4 @@
-"""Host operations around ComfyUI: cleanup crons, daily log rotation, and the GPU monitor."""
+"""Host operations around ComfyUI: cleanup crons, daily log rotation, workflow templates, the GPU monitor."""
 
 from pathlib import Path
 
@@ -8,6 +8,7 @@ from pyinfra.operations import crontab, files, server, systemd
 from pyinfra.operations.util import any_changed
 
 from comfyinfra.plan import HostPlan
+from comfyinfra.spec import WORKFLOWS_DIR
 from roles import template
 from roles.service import SERVICE, SUPERVISORCTL
 
@@ -21,6 +22,11 @@ def host_ops(plan: HostPlan):
         crontab.crontab(name=f"Cron: {job.name}", command=job.command, user=user, cron_name=job.name, **job.fields)
     template(name="logrotate: ComfyUI logs daily", src="logrotate.j2", dest=f"/etc/logrotate.d/{SERVICE}", mode="644",
              plan=plan)
+
+    files.directory(name=f"Directory {paths.workflows}", path=paths.workflows, user=user, group=user, mode="755")
+    for workflow in host.loop(plan.spec.smoke_workflows):
+        files.put(name=f"Workflow template {workflow}", src=str(WORKFLOWS_DIR / workflow),
+                  dest=f"{paths.workflows}/{workflow}", user=user, group=user, mode="644")
 
     monitor = bool(plan.gpus) and plan.spec.gpu_monitor
     if monitor:

@@ -47,6 +47,8 @@ class World:
             "install_root": self.install_root,
             "port": self.port,
             "health_timeout_s": 120,
+            "smoke_workflows": ["cpu_smoke.json"],  # weight-free: the e2e host has no SDXL checkpoint
+            "smoke_generate": "cpu_smoke.json",
         }
         data.update(overrides)
         return data

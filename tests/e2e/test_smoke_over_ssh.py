@@ -72,6 +72,8 @@ def test_smoke_suite_passes_on_a_good_deploy(smoke_world, tmp_path):
     assert outcomes[f"test_custom_node_loaded[demo-ssh://{HOST}]"] == "passed"
     assert outcomes[f"test_model_present[tiny-ssh://{HOST}]"] == "passed"
     assert outcomes[f"test_system_stats_matches_the_pins[ssh://{HOST}]"] == "passed"
+    assert outcomes[f"test_workflow_template_valid[cpu_smoke.json-ssh://{HOST}]"] == "passed"
+    assert outcomes[f"test_generation[ssh://{HOST}]"] == "passed"
 
 
 def test_broken_node_fails_exactly_its_test(smoke_world, tmp_path):

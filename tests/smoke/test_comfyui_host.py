@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shlex
 
 import pytest
@@ -94,6 +95,32 @@ def test_model_present(host, target, model_name):
     if model.dest.endswith(".safetensors"):
         check = host.run(f"python3 -c {shlex.quote(SAFETENSORS_CHECK)} {shlex.quote(model.dest)}")
         assert check.rc == 0, f"{model.dest} is not a valid safetensors file: {check.stderr.strip()}"
+
+
+def test_workflow_template_valid(host, target, workflow_name):
+    from comfyinfra.workflows import validate
+
+    if workflow_name not in target.spec.smoke_workflows:
+        pytest.skip(f"{workflow_name} is not a smoke workflow of this host")
+    deployed = host.file(f"{target.paths.workflows}/{workflow_name}")
+    assert deployed.exists, f"{deployed.path} is missing: redeploy"
+    problems = validate(json.loads(deployed.content_string), get_json(host, target, "/object_info"))
+    assert not problems, f"{workflow_name} cannot run on this host:\n" + "\n".join(f"  - {p}" for p in problems)
+
+
+def test_generation(host, target, comfy):
+    from comfyinfra.client import png_ok
+    from comfyinfra.loadtest import vary_workflow
+
+    name = target.spec.smoke_generate
+    if not name:
+        pytest.skip("generation smoke is opt-in: set smoke_generate for this host")
+    template = json.loads(host.file(f"{target.paths.workflows}/{name}").content_string)
+    workflow = vary_workflow(template, job=0, seed_base=int.from_bytes(os.urandom(4), "little"))  # no cache hit
+    result = comfy.run(workflow, timeout_s=600)
+    images = [image.data for image in result.images]
+    min_bytes = 1024 if target.gpus else 64  # a weight-free CPU smoke image is a few hundred bytes
+    assert images and all(png_ok(data, min_bytes=min_bytes) for data in images), f"{name} produced no valid PNG"
 
 
 def test_queue_answers(host, target):
