@@ -2,6 +2,7 @@
 
     python -m comfyinfra.loadtest --server http://127.0.0.1:8188 --workflow wf.json \\
         --jobs 50 --concurrency 4 --timeout 120 --output out/loadtest.json
+    python -m comfyinfra.loadtest --inventory inventory/prod.py [--limit gpu-4090] --workflow ... (SSH tunnels)
 
 Each job gets its own seed (every "seed"/"noise_seed" input is set; a workflow without seeds gets
 its EmptyImage "color" perturbed, else its SaveImage filename_prefix suffixed) so ComfyUI's cache
@@ -25,6 +26,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from comfyinfra.client import ComfyClient, ComfyError, png_ok
+from comfyinfra.preflight import InventoryError
 
 MAX_JOBS = 100_000
 MAX_CONCURRENCY = 256
@@ -298,15 +300,20 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="python -m comfyinfra.loadtest", description=__doc__.split("\n\n")[0])
-    p.add_argument("--server", required=True, help="ComfyUI base URL, e.g. http://127.0.0.1:8188")
+    target = p.add_mutually_exclusive_group(required=True)
+    target.add_argument("--server", help="ComfyUI base URL, e.g. http://127.0.0.1:8188")
+    target.add_argument("--inventory", help="pyinfra inventory: test every host (through SSH tunnels); "
+                        "outputs go to <output>-<host>.json, SLA targets from each host's `sla` unless given here")
+    p.add_argument("--limit", action="append", default=[], help="with --inventory: host, group or glob (repeatable)")
     p.add_argument("--workflow", required=True, help="API-format workflow JSON file")
     p.add_argument("--jobs", type=int, required=True, help=f"number of prompts (1..{MAX_JOBS})")
     p.add_argument("--concurrency", type=int, default=1, help="parallel submitters")
     p.add_argument("--timeout", type=float, default=120.0, help="per-job timeout in seconds")
     p.add_argument("--output", required=True, help="JSON summary path; per-job NDJSON goes to <output>.ndjson")
-    p.add_argument("--sla-success-rate", type=float, default=DEFAULT_SLA["success_rate"])
-    p.add_argument("--sla-p95", type=float, default=DEFAULT_SLA["p95_s"], help="seconds")
-    p.add_argument("--sla-images-per-minute", type=float, default=DEFAULT_SLA["images_per_minute"])
+    p.add_argument("--sla-success-rate", type=float, default=None, help=f"default {DEFAULT_SLA['success_rate']}")
+    p.add_argument("--sla-p95", type=float, default=None, help=f"seconds, default {DEFAULT_SLA['p95_s']}")
+    p.add_argument("--sla-images-per-minute", type=float, default=None,
+                   help=f"default {DEFAULT_SLA['images_per_minute']}")
     p.add_argument("--no-sla", action="store_true", help="report only; exit 0 whatever the numbers")
     p.add_argument("--seed-base", type=int, default=None,
                    help="job N uses seed seed-base+N (default: random, recorded in the summary)")
@@ -316,12 +323,42 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def sla_targets(args, configured: dict | None = None) -> dict | None:
+    """Flags win over the host's configured `sla`, which wins over the seed's targets."""
+    if args.no_sla:
+        return None
+    flags = {"success_rate": args.sla_success_rate, "p95_s": args.sla_p95, "images_per_minute": args.sla_images_per_minute}
+    return {key: flags[key] if flags[key] is not None else (configured or DEFAULT_SLA)[key] for key in DEFAULT_SLA}
+
+
+def run_inventory(args, workflow: dict) -> int:
+    """The inventory form: one load test per host, each through an SSH tunnel to its loopback ComfyUI."""
+    from comfyinfra.fleet import comfy_url, load_fleet, write_ssh_config
+
+    hosts = load_fleet(args.inventory, args.limit)
+    ssh_config = write_ssh_config(hosts)
+    worst = 0
+    for host in hosts:
+        output = Path(args.output)
+        output = output.with_name(f"{output.stem}-{host.name.lstrip('@')}{output.suffix or '.json'}")
+        with comfy_url(host, ssh_config) as url:
+            summary = run_load_test(url, workflow, args.jobs, args.concurrency, args.timeout, output=output,
+                                    sla=sla_targets(args, host.spec.sla.model_dump()), seed_base=args.seed_base,
+                                    progress=args.progress or sys.stderr.isatty(), min_image_bytes=args.min_image_bytes,
+                                    request_timeout=args.request_timeout)
+        print(f"== {host.name} ({output})")
+        print(format_table(summary))
+        worst = max(worst, 0 if summary["sla"]["passed"] else 3)
+    return worst
+
+
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    sla = None if args.no_sla else {"success_rate": args.sla_success_rate, "p95_s": args.sla_p95,
-                                    "images_per_minute": args.sla_images_per_minute}
     try:
+        if args.inventory:
+            return run_inventory(args, load_workflow(args.workflow))
+        sla = sla_targets(args)
         if args.seed_base is not None and args.seed_base < 0:
             raise UsageError("--seed-base must be >= 0")
         if args.request_timeout <= 0:
@@ -331,7 +368,7 @@ def main(argv=None) -> int:
                                 output=args.output, sla=sla, seed_base=args.seed_base,
                                 progress=args.progress or sys.stderr.isatty(),
                                 min_image_bytes=args.min_image_bytes, request_timeout=args.request_timeout)
-    except UsageError as exc:
+    except (UsageError, ValueError, ConnectionError, InventoryError) as exc:
         print(f"{parser.prog}: error: {exc}", file=sys.stderr)
         return 2
     print(format_table(summary))

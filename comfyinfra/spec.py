@@ -343,6 +343,15 @@ class CleanupRule(BaseModel):
         return value
 
 
+class Sla(BaseModel):
+    """Load-test targets for a host (the seed "ComfyUI Reliability Roadmap" starting values)."""
+
+    model_config = STRICT
+    success_rate: float = Field(0.98, ge=0, le=1)
+    p95_s: float = Field(45.0, gt=0)
+    images_per_minute: float = Field(20.0, ge=0)
+
+
 WORKFLOWS_DIR = Path(__file__).resolve().parents[1] / "workflows"  # API-format templates shipped with comfyinfra
 
 
@@ -410,6 +419,7 @@ class HostSpec(BaseModel):
         default_factory=lambda: ["sdxl_txt2img.json", "sdxl_img2img.json", "sdxl_batch.json"],
         description="templates from workflows/ deployed to <install_root>/workflows and validated by the smoke suite "
         "against the live /object_info (node classes, inputs, links, model names)")
+    sla: Sla = Field(default_factory=Sla, description="load-test targets: `python -m comfyinfra.loadtest --inventory`")
     smoke_generate: str | None = Field(
         None, description="opt-in: the smoke suite runs this template (e.g. cpu_smoke.json on CPU hosts) and checks "
         "its images")

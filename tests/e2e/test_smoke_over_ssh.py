@@ -94,3 +94,18 @@ def test_missing_model_fails_exactly_its_test(smoke_world, tmp_path):
     assert failed(run_smoke(inventory, tmp_path)) == [f"test_model_present[tiny-ssh://{HOST}]"]
     assert pyinfra(inventory, "-y").rc == 0
     assert failed(run_smoke(inventory, tmp_path)) == []
+
+
+def test_load_test_against_the_inventory(smoke_world, tmp_path):
+    world, inventory = smoke_world
+    output = tmp_path / "load.json"
+    proc = subprocess.run([sys.executable, "-m", "comfyinfra.loadtest", "--inventory", str(inventory),
+                           "--workflow", "workflows/cpu_smoke.json", "--jobs", "8", "--concurrency", "2",
+                           "--timeout", "60", "--output", str(output)], cwd=REPO_ROOT, capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    summary = __import__("json").loads((tmp_path / f"load-{HOST}.json").read_text())
+    assert summary["jobs"] == 8 and summary["succeeded"] == 8 and summary["sla"]["passed"]
+    assert len((tmp_path / f"load-{HOST}.json.ndjson").read_text().splitlines()) == 8
+    (REPO_ROOT / "build").mkdir(exist_ok=True)
+    (REPO_ROOT / "build" / "loadtest-summary.json").write_text(__import__("json").dumps(summary, indent=2))
