@@ -7,10 +7,6 @@ restarted on the same port for the "ComfyUI killed mid-run" case. No timing uppe
 """
 
 import json
-import os
-import shutil
-import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -24,10 +20,9 @@ import urllib3.util.connection
 from comfyinfra import loadtest
 from comfyinfra.client import (ComfyClient, ConnectionFailed, ExecutionFailed, HttpError, Timeout, png_ok)
 from tests.support.fault_proxy import FaultProxy
+from tests.support.fixture_comfyui import Server, free_port, make_checkout
 
 ROOT = Path(__file__).resolve().parents[2]
-FIXTURE = ROOT / "tests" / "fixtures" / "comfyui"
-FAKE_TORCH = "2.13.0+cpu"
 
 TEST_NODES = '''
 import time
@@ -86,75 +81,9 @@ def unique_color():
     return next(_colors)
 
 
-# -- fixture server (start-up helper as in tests/fixture_server/test_fixture_api.py) ------------
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def fixture_env():
-    return dict(os.environ, COMFYUI_FIXTURE_FAKE_TORCH=FAKE_TORCH, PYTHONDONTWRITEBYTECODE="1")
-
-
-def make_checkout(base: Path) -> Path:
-    checkout = base / "ComfyUI"
-    shutil.copytree(FIXTURE, checkout, ignore=shutil.ignore_patterns("__pycache__"))
-    (checkout / "custom_nodes" / "fixture_test_nodes.py").write_text(TEST_NODES)
-    return checkout
-
-
-class Server:
-    def __init__(self, checkout, port=None):
-        self.checkout = checkout
-        self.port = port or free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = checkout.parent / f"server-{self.port}.log"
-        self.proc = None
-
-    def start(self):
-        with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "main.py", "--cpu", "--port", str(self.port)], cwd=self.checkout,
-                env=fixture_env(), stdout=log, stderr=subprocess.STDOUT,
-                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-        return self.wait_ready()
-
-    @property
-    def log(self):
-        return self.log_path.read_text()
-
-    def wait_ready(self, timeout=20.0):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                pytest.fail(f"fixture exited with {self.proc.returncode}:\n{self.log}")
-            try:
-                if requests.get(self.url + "/system_stats", timeout=1).status_code == 200:
-                    return self
-            except requests.ConnectionError:
-                pass
-            time.sleep(0.05)
-        pytest.fail(f"fixture not ready after {timeout}s:\n{self.log}")
-
-    def kill(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(timeout=10)
-
-    def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.kill()
-
-
 @pytest.fixture(scope="module")
 def comfy(tmp_path_factory):
-    server = Server(make_checkout(tmp_path_factory.mktemp("client-comfyui")))
+    server = Server(make_checkout(tmp_path_factory.mktemp("client-comfyui"), TEST_NODES))
     try:
         yield server.start()
     finally:
@@ -416,7 +345,7 @@ def test_loadtest_usage_errors_exit_2(comfy, tmp_path):
 
 
 def test_comfyui_killed_mid_run_fails_cleanly_then_recovers(tmp_path):
-    server = Server(make_checkout(tmp_path))
+    server = Server(make_checkout(tmp_path, TEST_NODES))
     server.start()
     try:
         holder = {}

@@ -7,10 +7,6 @@ lacks, and the fixture ComfyUI's live /object_info.
 
 import copy
 import json
-import os
-import shutil
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,10 +17,10 @@ import requests
 
 from comfyinfra import workflows
 from comfyinfra.workflows import Problem, validate, with_seed
+from tests.support.fixture_comfyui import Server, free_port, make_checkout
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATES = ROOT / "workflows"
-FIXTURE = ROOT / "tests" / "fixtures" / "comfyui"
 RECORDED = Path(__file__).resolve().parents[3] / "shared/reference/comfyui-api"
 
 SAMPLERS = ["euler", "euler_ancestral", "heun", "dpmpp_2m", "dpmpp_2m_sde", "uni_pc"]
@@ -410,42 +406,13 @@ def test_load_unwraps_prompt_bodies_and_refuses_ui_format(tmp_path):
 
 # -- the fixture ComfyUI's live /object_info ----------------------------------------------------------
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def fixture_server(tmp_path_factory):
-    checkout = tmp_path_factory.mktemp("workflows") / "ComfyUI"
-    shutil.copytree(FIXTURE, checkout, ignore=shutil.ignore_patterns("__pycache__"))
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    env = dict(os.environ, COMFYUI_FIXTURE_FAKE_TORCH="2.13.0+cpu", PYTHONDONTWRITEBYTECODE="1")
-    log_path = checkout.parent / "server.log"
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen([sys.executable, "main.py", "--cpu", "--port", str(port)], cwd=checkout, env=env,
-                                stdout=log, stderr=subprocess.STDOUT,
-                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    server = Server(make_checkout(tmp_path_factory.mktemp("workflows"))).start()
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"fixture exited with {proc.returncode}:\n{log_path.read_text()}")
-            try:
-                if requests.get(url + "/system_stats", timeout=1).status_code == 200:
-                    break
-            except requests.ConnectionError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"fixture not ready after 20s:\n{log_path.read_text()}")
-            time.sleep(0.05)
-        yield url
+        yield server.url
     finally:
-        if proc.poll() is None:
-            proc.terminate()
-            proc.wait(timeout=10)
+        server.stop()
 
 
 def test_cpu_smoke_validates_against_the_fixture(fixture_server):
