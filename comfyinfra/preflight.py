@@ -128,12 +128,12 @@ def check_host(host_name: str, data: dict[str, Any], sources: dict[str, str]) ->
                 message = f"{item['input']!r} is not allowed; {message.lower()}"
             problems.append(Problem(host_name, field, sources.get(top, ""), message))
     if spec is not None:
-        problems += _missing_tokens(host_name, spec, sources)
+        problems += _controller_secrets(host_name, spec, sources)
     return spec, problems
 
 
-def _missing_tokens(host_name: str, spec: HostSpec, sources: dict[str, str]) -> list[Problem]:
-    """A model's token is read from this machine's environment at deploy time: check it is there now."""
+def _controller_secrets(host_name: str, spec: HostSpec, sources: dict[str, str]) -> list[Problem]:
+    """Model tokens and service secrets are read from this machine's environment at deploy time: check them now."""
     problems = []
     for name in spec.models:
         env = spec.model_catalog[name].token_env
@@ -142,9 +142,14 @@ def _missing_tokens(host_name: str, spec: HostSpec, sources: dict[str, str]) -> 
                                     f"environment variable {env} is not set on the machine running pyinfra; export it "
                                     "(its value goes to the host on stdin, never into files, argv or logs)"))
     for key, env in spec.service_secrets.items():
-        if not os.environ.get(env):
+        value = os.environ.get(env)
+        if not value:
             problems.append(Problem(host_name, f"service_secrets.{key}", sources.get("service_secrets", ""),
                                     f"environment variable {env} is not set on the machine running pyinfra; export it"))
+        elif "'" in value or "\n" in value:
+            problems.append(Problem(host_name, f"service_secrets.{key}", sources.get("service_secrets", ""),
+                                    f"the value of {env} contains a quote or a newline, which an env file can't "
+                                    "carry safely"))
     return problems
 
 

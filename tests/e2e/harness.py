@@ -17,14 +17,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tests.support.fixture_comfyui import free_port  # re-exported for the e2e tests
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = REPO_ROOT / "tests" / "fixtures"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def run(cmd, **kwargs) -> subprocess.CompletedProcess:

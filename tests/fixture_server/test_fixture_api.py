@@ -7,11 +7,9 @@ comfyui-api; those comparisons skip when that directory is absent.
 """
 
 import json
-import os
 import re
 import shutil
 import signal
-import socket
 import struct
 import subprocess
 import sys
@@ -23,15 +21,14 @@ from pathlib import Path
 import pytest
 import requests
 
+from tests.support.fixture_comfyui import FAKE_TORCH, FAULT_NODES, Server, fixture_env
+from tests.support.fixture_comfyui import make_checkout as support_checkout
+
 ROOT = Path(__file__).resolve().parents[2]
-FIXTURE = ROOT / "tests" / "fixtures" / "comfyui"
 DEMO_NODE = ROOT / "tests" / "fixtures" / "custom_node_demo"
 RECORDED = Path(__file__).resolve().parents[2].parent / "shared" / "reference" / "comfyui-api"
-FAKE_TORCH = "2.13.0+cpu"
 
-TEST_NODES = '''
-import time
-
+TEST_NODES = FAULT_NODES + '''
 from server import PromptServer
 
 
@@ -40,39 +37,12 @@ async def ping(request):
     return {"pong": True}
 
 
-class DemoFail:
-    @classmethod
-    def INPUT_TYPES(cls):
-        return {"required": {"message": ("STRING", {"default": "fixture failure"})}}
-
-    RETURN_TYPES = ("IMAGE",)
-    FUNCTION = "fail"
-    CATEGORY = "test"
-
-    def fail(self, message):
-        raise RuntimeError(message)
-
-
-class FixtureSleep:
-    @classmethod
-    def INPUT_TYPES(cls):
-        return {"required": {"image": ("IMAGE",), "seconds": ("FLOAT", {"default": 0.1, "min": 0.0, "max": 10.0})}}
-
-    RETURN_TYPES = ("IMAGE",)
-    FUNCTION = "sleep"
-    CATEGORY = "test"
-
-    def sleep(self, image, seconds):
-        time.sleep(seconds)
-        return (image,)
-
-
 class NotAnEmptyImage:
     pass
 
 
 # EmptyImage is a core class: this mapping must be ignored, the other two must load.
-NODE_CLASS_MAPPINGS = {"DemoFail": DemoFail, "FixtureSleep": FixtureSleep, "EmptyImage": NotAnEmptyImage}
+NODE_CLASS_MAPPINGS = {**NODE_CLASS_MAPPINGS, "EmptyImage": NotAnEmptyImage}
 '''
 
 BROKEN_NODE = '''
@@ -156,85 +126,15 @@ def assert_same_shape(actual, expected):
     assert not differences, "\n".join(differences)
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def fixture_env(**extra):
-    env = dict(os.environ, COMFYUI_FIXTURE_FAKE_TORCH=FAKE_TORCH, PYTHONDONTWRITEBYTECODE="1")
-    env.update(extra)
-    return {k: v for k, v in env.items() if v is not None}
-
-
 def run_main(checkout, *flags, env=None, timeout=20):
     return subprocess.run([sys.executable, "main.py", *flags], cwd=checkout, env=env or fixture_env(),
                           capture_output=True, text=True, timeout=timeout)
 
 
-class Server:
-    def __init__(self, checkout, flags, env=None):
-        self.checkout = checkout
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = checkout.parent / f"server-{self.port}.log"
-        with open(self.log_path, "wb") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "main.py", *flags, "--port", str(self.port)], cwd=checkout,
-                env=env or fixture_env(), stdout=log, stderr=subprocess.STDOUT,
-                # SIGINT may be inherited as ignored (background shells); the real server needs it default.
-                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-
-    @property
-    def log(self):
-        return self.log_path.read_text()
-
-    def wait_ready(self, timeout=20.0):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                pytest.fail(f"fixture exited with {self.proc.returncode}:\n{self.log}")
-            try:
-                if requests.get(self.url + "/system_stats", timeout=1).status_code == 200:
-                    return self
-            except requests.ConnectionError:
-                pass
-            time.sleep(0.05)
-        pytest.fail(f"fixture not ready after {timeout}s:\n{self.log}")
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(timeout=10)
-
-    def get(self, path, **kw):
-        return requests.get(self.url + path, timeout=10, **kw)
-
-    def post(self, path, **kw):
-        return requests.post(self.url + path, timeout=10, **kw)
-
-    def wait_history(self, prompt_id, timeout=10.0):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            history = self.get(f"/history/{prompt_id}").json()
-            if prompt_id in history:
-                return history[prompt_id]
-            time.sleep(0.02)
-        pytest.fail(f"prompt {prompt_id} not in history after {timeout}s:\n{self.log}")
-
-    def run_prompt(self, prompt, **body):
-        response = self.post("/prompt", json={"prompt": prompt, **body})
-        assert response.status_code == 200, response.text
-        return self.wait_history(response.json()["prompt_id"])
-
-
 def make_checkout(base: Path) -> Path:
-    checkout = base / "ComfyUI"
-    shutil.copytree(FIXTURE, checkout, ignore=shutil.ignore_patterns("__pycache__"))
+    checkout = support_checkout(base, TEST_NODES)
     custom_nodes = checkout / "custom_nodes"
     shutil.copytree(DEMO_NODE, custom_nodes / "custom_node_demo", ignore=shutil.ignore_patterns("__pycache__"))
-    (custom_nodes / "fixture_test_nodes.py").write_text(TEST_NODES)
     (custom_nodes / "broken_node.py").write_text(BROKEN_NODE)
     (custom_nodes / "skipped_node.py.disabled").write_text('NODE_CLASS_MAPPINGS = {"ShouldNotLoad": object}\n')
     (checkout / "models" / "checkpoints" / "dummy.safetensors").write_bytes(b"not a real model")
@@ -305,7 +205,7 @@ def comfy(tmp_path_factory):
         pass
     server = Server(checkout, flags)
     try:
-        yield server.wait_ready()
+        yield server.start()
     finally:
         server.stop()
 
@@ -315,7 +215,7 @@ def comfy_cors(tmp_path_factory):
     checkout = make_checkout(tmp_path_factory.mktemp("fixture-comfyui-cors"))
     server = Server(checkout, ["--cpu", "--max-upload-size", "1", "--enable-cors-header"])
     try:
-        yield server.wait_ready()
+        yield server.start()
     finally:
         server.stop()
 
@@ -757,7 +657,7 @@ def test_real_torch_import_path_with_a_stub_cuda_torch(comfy, tmp_path, flags, d
     server = Server(comfy.checkout, [*flags, "--temp-directory", str(tmp_path), "--database-url",
                                      "sqlite:///:memory:"], env=env)
     try:
-        stats = server.wait_ready().get("/system_stats").json()
+        stats = server.start().get("/system_stats").json()
     finally:
         server.stop()
     assert stats["system"]["pytorch_version"] == "2.14.1+cu130"
@@ -775,7 +675,7 @@ def _own_server(comfy, tmp_path, *flags):
 
 
 def test_sigint_stops_cleanly(comfy, tmp_path):
-    server = _own_server(comfy, tmp_path).wait_ready()
+    server = _own_server(comfy, tmp_path).start()
     assert (tmp_path / "temp").is_dir()
     server.proc.send_signal(signal.SIGINT)
     assert server.proc.wait(timeout=10) == 0
@@ -784,7 +684,7 @@ def test_sigint_stops_cleanly(comfy, tmp_path):
 
 
 def test_sigterm_stops_promptly(comfy, tmp_path):
-    server = _own_server(comfy, tmp_path).wait_ready()
+    server = _own_server(comfy, tmp_path).start()
     server.proc.send_signal(signal.SIGTERM)
     assert server.proc.wait(timeout=3) == -signal.SIGTERM
 

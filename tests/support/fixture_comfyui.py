@@ -24,8 +24,47 @@ def free_port():
         return s.getsockname()[1]
 
 
-def fixture_env():
-    return dict(os.environ, COMFYUI_FIXTURE_FAKE_TORCH=FAKE_TORCH, PYTHONDONTWRITEBYTECODE="1")
+def fixture_env(**extra):
+    """The fixture's environment; extra=None removes a variable."""
+    env = dict(os.environ, COMFYUI_FIXTURE_FAKE_TORCH=FAKE_TORCH, PYTHONDONTWRITEBYTECODE="1")
+    env.update(extra)
+    return {k: v for k, v in env.items() if v is not None}
+
+
+# Test-only nodes: one that fails at run time (execution errors), one that sleeps (timeouts, kills).
+FAULT_NODES = '''
+import time
+
+
+class DemoFail:
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"message": ("STRING", {"default": "fixture failure"})}}
+
+    RETURN_TYPES = ("IMAGE",)
+    FUNCTION = "fail"
+    CATEGORY = "test"
+
+    def fail(self, message):
+        raise RuntimeError(message)
+
+
+class FixtureSleep:
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"image": ("IMAGE",), "seconds": ("FLOAT", {"default": 0.1, "min": 0.0, "max": 10.0})}}
+
+    RETURN_TYPES = ("IMAGE",)
+    FUNCTION = "sleep"
+    CATEGORY = "test"
+
+    def sleep(self, image, seconds):
+        time.sleep(seconds)
+        return (image,)
+
+
+NODE_CLASS_MAPPINGS = {"DemoFail": DemoFail, "FixtureSleep": FixtureSleep}
+'''
 
 
 def make_checkout(base: Path, test_nodes: str | None = None) -> Path:
@@ -38,8 +77,12 @@ def make_checkout(base: Path, test_nodes: str | None = None) -> Path:
 
 
 class Server:
-    def __init__(self, checkout, port=None):
+    """One fixture process: `start()` launches it and waits for /system_stats."""
+
+    def __init__(self, checkout, flags=("--cpu",), env=None, port=None):
         self.checkout = checkout
+        self.flags = list(flags)
+        self.env = env
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = checkout.parent / f"server-{self.port}.log"
@@ -48,11 +91,11 @@ class Server:
     def start(self):
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "main.py", "--cpu", "--port", str(self.port)], cwd=self.checkout,
-                env=fixture_env(), stdout=log, stderr=subprocess.STDOUT,
+                [sys.executable, "main.py", *self.flags, "--port", str(self.port)], cwd=self.checkout,
+                env=self.env or fixture_env(), stdout=log, stderr=subprocess.STDOUT,
+                # SIGINT may be inherited as ignored (background shells); the real server needs it default.
                 preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         return self.wait_ready()
-
     @property
     def log(self):
         return self.log_path.read_text()
@@ -84,3 +127,23 @@ class Server:
                 self.kill()
 
 
+
+    def get(self, path, **kw):
+        return requests.get(self.url + path, timeout=10, **kw)
+
+    def post(self, path, **kw):
+        return requests.post(self.url + path, timeout=10, **kw)
+
+    def wait_history(self, prompt_id, timeout=10.0):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            history = self.get(f"/history/{prompt_id}").json()
+            if prompt_id in history:
+                return history[prompt_id]
+            time.sleep(0.02)
+        pytest.fail(f"prompt {prompt_id} not in history after {timeout}s:\n{self.log}")
+
+    def run_prompt(self, prompt, **body):
+        response = self.post("/prompt", json={"prompt": prompt, **body})
+        assert response.status_code == 200, response.text
+        return self.wait_history(response.json()["prompt_id"])

@@ -20,43 +20,11 @@ import urllib3.util.connection
 from comfyinfra import loadtest
 from comfyinfra.client import (ComfyClient, ConnectionFailed, ExecutionFailed, HttpError, Timeout, png_ok)
 from tests.support.fault_proxy import FaultProxy
-from tests.support.fixture_comfyui import Server, free_port, make_checkout
+from tests.support.fixture_comfyui import FAULT_NODES, Server, free_port, make_checkout
 
 ROOT = Path(__file__).resolve().parents[2]
 
-TEST_NODES = '''
-import time
 
-
-class DemoFail:
-    @classmethod
-    def INPUT_TYPES(cls):
-        return {"required": {"message": ("STRING", {"default": "fixture failure"})}}
-
-    RETURN_TYPES = ("IMAGE",)
-    FUNCTION = "fail"
-    CATEGORY = "test"
-
-    def fail(self, message):
-        raise RuntimeError(message)
-
-
-class FixtureSleep:
-    @classmethod
-    def INPUT_TYPES(cls):
-        return {"required": {"image": ("IMAGE",), "seconds": ("FLOAT", {"default": 0.1, "min": 0.0, "max": 10.0})}}
-
-    RETURN_TYPES = ("IMAGE",)
-    FUNCTION = "sleep"
-    CATEGORY = "test"
-
-    def sleep(self, image, seconds):
-        time.sleep(seconds)
-        return (image,)
-
-
-NODE_CLASS_MAPPINGS = {"DemoFail": DemoFail, "FixtureSleep": FixtureSleep}
-'''
 
 
 def demo_workflow(color=16711680, prefix="demo"):
@@ -83,7 +51,7 @@ def unique_color():
 
 @pytest.fixture(scope="module")
 def comfy(tmp_path_factory):
-    server = Server(make_checkout(tmp_path_factory.mktemp("client-comfyui"), TEST_NODES))
+    server = Server(make_checkout(tmp_path_factory.mktemp("client-comfyui"), FAULT_NODES))
     try:
         yield server.start()
     finally:
@@ -345,7 +313,7 @@ def test_loadtest_usage_errors_exit_2(comfy, tmp_path):
 
 
 def test_comfyui_killed_mid_run_fails_cleanly_then_recovers(tmp_path):
-    server = Server(make_checkout(tmp_path, TEST_NODES))
+    server = Server(make_checkout(tmp_path, FAULT_NODES))
     server.start()
     try:
         holder = {}

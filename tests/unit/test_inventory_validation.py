@@ -116,6 +116,15 @@ def test_malformed_inventory_is_refused(tmp_path, case_id, body, expected):
         assert text in message, f"{text!r} missing from:\n{message}"
 
 
+def test_service_secret_with_a_quote_is_refused_before_connecting(tmp_path, monkeypatch):
+    monkeypatch.setenv("COMFYINFRA_TEST_QUOTED", "it's")
+    inventory, path = load(tmp_path, 'linux = [("h1", {"service_secrets": {"API_KEY": "COMFYINFRA_TEST_QUOTED"}})]')
+    with pytest.raises(InventoryError) as error:
+        check_inventory(inventory, path)
+    assert "field service_secrets.API_KEY" in str(error.value) and "quote or a newline" in str(error.value)
+    assert "it's" not in str(error.value)  # the secret itself is never echoed
+
+
 def test_source_of_a_bad_value_is_named(tmp_path):
     """A value set by a group's data is attributed to that group, not to the inventory file."""
     inventory, path = load(tmp_path, 'linux = [("h1", {})]\nrunpod = ([ "h2" ], {"port": 0})')
