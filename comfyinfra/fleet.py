@@ -41,7 +41,7 @@ def load_fleet(inventory_file: str, limits: list[str] | None = None) -> list[Fle
     from pyinfra.context import ctx_state
     from pyinfra_cli.inventory import make_inventory
 
-    from comfyinfra.preflight import check_inventory
+    from comfyinfra.validate import check_inventory
 
     cwd = os.getcwd()
     os.chdir(REPO)  # group_data/ is read from here, as the deploy reads it

@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from comfyinfra.client import ComfyClient, ComfyError, png_ok
-from comfyinfra.preflight import InventoryError
+from comfyinfra.validate import InventoryError
 
 MAX_JOBS = 100_000
 MAX_CONCURRENCY = 256

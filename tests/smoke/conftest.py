@@ -13,7 +13,7 @@ from __future__ import annotations
 import pytest
 
 from comfyinfra.fleet import comfy_url, load_fleet, write_ssh_config
-from comfyinfra.preflight import InventoryError
+from comfyinfra.validate import InventoryError
 
 TARGETS: dict[str, dict] = {}  # testinfra host name -> {"host": FleetHost, "spec": HostSpec}
 

@@ -19,7 +19,7 @@ from pyinfra.api import State
 from pyinfra.context import ctx_state
 from pyinfra_cli.inventory import make_inventory
 
-from comfyinfra.preflight import InventoryError, check_inventory
+from comfyinfra.validate import InventoryError, check_inventory
 
 REPO = Path(__file__).resolve().parents[2]
 GOOD_NODE = '{"name": "demo", "repo": "https://example.invalid/demo.git", "ref": "' + "b" * 40 + '"}'

@@ -1,0 +1,176 @@
+"""Validate every host's merged inventory data: one message per problem naming the inventory file,
+the host, the field, where the value was set and what is allowed.
+
+Pure validation over a loaded pyinfra inventory: imports pyinfra's API but never `pyinfra_cli`
+(whose import monkey-patches threading and sockets with gevent), so the verify side (smoke suite,
+load test) can use it too. `comfyinfra.preflight` wires it into the CLI.
+"""
+
+from __future__ import annotations
+
+import ast
+import difflib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+from pyinfra.api.arguments import all_global_arguments
+from pyinfra.api.connectors import get_all_connectors
+
+from comfyinfra.spec import SPEC_FIELDS, HostSpec
+
+# pyinfra's own data keys (connector settings, global-argument defaults) pass through untouched.
+PYINFRA_KEYS = frozenset(
+    [name for name, _ in all_global_arguments()]
+    + [key for connector in get_all_connectors().values() for key in getattr(connector, "data_meta", {})]
+)
+
+
+class InventoryError(Exception):
+    """The inventory is invalid; the message lists every problem."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    host: str
+    field: str
+    source: str
+    message: str
+
+    def __str__(self) -> str:
+        where = f" (set in {self.source})" if self.source else ""
+        return f"host {self.host}, field {self.field}{where}: {self.message}"
+
+
+def data_layers(inventory, host, inventory_file: str) -> list[tuple[str, dict[str, Any]]]:
+    """pyinfra's data waterfall for one host, highest precedence first, each with a readable source."""
+    layers = [("--data", dict(inventory.get_override_data() or {}))]
+    layers.append((inventory_file, dict(inventory.get_host_data(host.name))))
+    for group in reversed(host.groups):  # the last group a host is in wins (pyinfra get_groups_data)
+        group_file = Path("group_data", f"{group}.py")
+        in_file = _assigned_names(group_file)
+        data = dict(inventory.get_group_data(group))
+        layers.append((str(group_file), {k: v for k, v in data.items() if k in in_file}))
+        layers.append((f"{inventory_file} group {group}", {k: v for k, v in data.items() if k not in in_file}))
+    layers.append(("group_data/all.py", dict(inventory.get_data())))
+    return layers
+
+
+def _assigned_names(path: Path) -> set[str]:
+    """Top-level names a group_data file assigns (read with ast: the file is not executed again)."""
+    if not path.exists():
+        return set()
+    names = set()
+    for node in ast.parse(path.read_text()).body:
+        targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AnnAssign) else []
+        names.update(t.id for t in targets if isinstance(t, ast.Name))
+    return names
+
+
+def merged_data(layers: list[tuple[str, dict[str, Any]]]) -> tuple[dict[str, Any], dict[str, str]]:
+    data: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for source, layer in reversed(layers):
+        for key, value in layer.items():
+            data[key] = value
+            sources[key] = source
+    return data, sources
+
+
+def split_data(data: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """Our spec's keys, and the names of keys that are neither ours nor pyinfra's."""
+    ours, unknown = {}, []
+    for key, value in data.items():
+        if key in SPEC_FIELDS:
+            ours[key] = value
+        elif key in PYINFRA_KEYS or (key.startswith("_") and callable(value)):
+            continue  # pyinfra settings, and private helper functions defined in group_data files
+        else:
+            unknown.append(key)
+    return ours, unknown
+
+
+def _field_path(loc: tuple) -> str:
+    path = ""
+    for part in loc:
+        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+    return path
+
+
+def check_host(host_name: str, data: dict[str, Any], sources: dict[str, str],
+               require_secrets: bool = True) -> tuple[HostSpec | None, list[Problem]]:
+    ours, unknown = split_data(data)
+    problems = []
+    for key in unknown:
+        close = [f for f in sorted(SPEC_FIELDS) if key.endswith("_" + f) or key.startswith(f + "_")]
+        close = close or difflib.get_close_matches(key, sorted(SPEC_FIELDS | PYINFRA_KEYS), n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        problems.append(
+            Problem(host_name, key, sources.get(key, ""), f"unknown field; {hint}allowed: {', '.join(sorted(SPEC_FIELDS))}")
+        )
+    try:
+        spec = HostSpec.model_validate(ours)
+    except ValidationError as error:
+        spec = None
+        for item in error.errors():
+            field = _field_path(item["loc"]) or "(host)"
+            top = str(item["loc"][0]) if item["loc"] else ""
+            message = item["msg"].removeprefix("Value error, ")
+            if item["type"] == "missing" and top == "host_kind":
+                message = "required but not set; put the host in one of the groups wsl, runpod, dgx or linux"
+            elif item["type"] == "missing":
+                message = "required but not set; set it in group_data/all.py or in the host's inventory entry"
+            elif item["type"] == "extra_forbidden":
+                message = f"unknown field {item['loc'][-1]!r}"
+            elif item["type"] in ("enum", "literal_error"):
+                message = f"{item['input']!r} is not allowed; {message.lower()}"
+            problems.append(Problem(host_name, field, sources.get(top, ""), message))
+    if spec is not None and require_secrets:
+        problems += _controller_secrets(host_name, spec, sources)
+    return spec, problems
+
+
+def _controller_secrets(host_name: str, spec: HostSpec, sources: dict[str, str]) -> list[Problem]:
+    """Model tokens and service secrets are read from this machine's environment at deploy time: check them now."""
+    problems = []
+    for name in spec.models:
+        env = spec.model_catalog[name].token_env
+        if env and not os.environ.get(env):
+            problems.append(Problem(host_name, f"model_catalog.{name}.token_env", sources.get("model_catalog", ""),
+                                    f"environment variable {env} is not set on the machine running pyinfra; export it "
+                                    "(its value goes to the host on stdin, never into files, argv or logs)"))
+    for key, env in spec.service_secrets.items():
+        value = os.environ.get(env)
+        if not value:
+            problems.append(Problem(host_name, f"service_secrets.{key}", sources.get("service_secrets", ""),
+                                    f"environment variable {env} is not set on the machine running pyinfra; export it"))
+        elif "'" in value or "\n" in value:
+            problems.append(Problem(host_name, f"service_secrets.{key}", sources.get("service_secrets", ""),
+                                    f"the value of {env} contains a quote or a newline, which an env file can't "
+                                    "carry safely"))
+    return problems
+
+
+def check_inventory(inventory, inventory_file: str, require_secrets: bool = True) -> dict[str, HostSpec]:
+    """Validate every host; return host name -> spec, or raise InventoryError listing all problems.
+
+    require_secrets: the deploy needs the model tokens and service secrets in this machine's environment;
+    verifying a fleet (smoke suite, load test) does not.
+    """
+    specs, problems = {}, []
+    if not len(inventory):
+        raise InventoryError(f"inventory {inventory_file} has no hosts (groups must be lists of names or (name, data) tuples)")
+    for host in inventory:
+        data, sources = merged_data(data_layers(inventory, host, inventory_file))
+        spec, host_problems = check_host(host.name, data, sources, require_secrets)
+        problems.extend(host_problems)
+        if spec is not None:
+            specs[host.name] = spec
+    if problems:
+        lines = "\n".join(f"  - {problem}" for problem in problems)
+        raise InventoryError(
+            f"inventory {inventory_file} is invalid ({len(problems)} problem(s)); nothing was touched:\n{lines}"
+        )
+    return specs
