@@ -13,9 +13,10 @@ import ipaddress
 import re
 from enum import Enum
 from pathlib import Path, PurePosixPath
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
+from croniter import croniter
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 FULL_COMMIT = re.compile(r"^[0-9a-f]{40}$")
@@ -25,9 +26,12 @@ TAG_LIKE = re.compile(r"^v?\d+(\.\d+)+([-.+][0-9A-Za-z.]+)?$")
 NODE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 POSIX_USER = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
 VERSION = re.compile(r"^\d+\.\d+\.\d+$")
+GPU_UUID_PREFIX = re.compile(r"GPU-[0-9a-f-]*")  # nvidia-smi's UUID (GPU-3f1c2a4e-...) or a prefix of it
 PIP_REQUIREMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(\[[A-Za-z0-9,._-]+\])?\s*([<>=!~]=?[^\s;]+(,\s*[<>=!~]=?[^\s;]+)*)?$")
 
-STRICT = ConfigDict(extra="forbid", frozen=True)
+# hide_input_in_errors: a ValidationError printed as a whole never echoes inventory values (secrets among them);
+# comfyinfra.validate words each problem itself.
+STRICT = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
 
 
 class HostKind(str, Enum):
@@ -70,6 +74,12 @@ def _check_ref(ref: str, allow_branch: bool, allow_field: str = "allow_branch") 
             f"(v0.3.64, refs/tags/<name>). To track a branch anyway set {allow_field}=True"
         )
     return ref
+
+
+def redacted(text: str) -> str:
+    """How a value that may be a secret is shown: its first characters and its length, e.g. 'hf_a…' (37 characters)."""
+    shown = text[:min(4, len(text) // 4)]
+    return f"'{shown if shown.isprintable() else ''}…' ({len(text)} characters)"
 
 
 def _check_abs_path(value: str) -> str:
@@ -243,7 +253,7 @@ MODEL_FOLDERS = (
 )
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
 MODEL_FILENAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+ -]*(/[A-Za-z0-9][A-Za-z0-9._+ -]*)*$")
-ENV_NAME = re.compile(r"^[A-Z_][A-Z0-9_]*$")
+ENV_NAME = re.compile(r"[A-Z_][A-Z0-9_]*")  # used with fullmatch: no trailing newline into an env file
 
 
 def _check_model_url(value: str) -> str:
@@ -295,8 +305,9 @@ class Model(BaseModel):
     @field_validator("token_env")
     @classmethod
     def _env(cls, value: str | None) -> str | None:
-        if value is not None and not ENV_NAME.match(value):
-            raise ValueError(f"{value!r}: allowed: an environment variable NAME such as HF_TOKEN (never the token itself)")
+        if value is not None and not ENV_NAME.fullmatch(value):
+            raise ValueError(f"{redacted(value)} is not an environment variable name; allowed: an environment variable "
+                             "NAME such as HF_TOKEN (never the token itself)")
         return value
 
 
@@ -327,20 +338,55 @@ MANAGED_FLAGS = {
 VRAM_MODES = ("default", "gpu-only", "highvram", "normalvram", "lowvram", "novram")
 
 
+CRON_FIELDS = ("minute", "hour", "day-of-month", "month", "day-of-week")
+CRON_NAMES = {"month": ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"),
+              "day-of-week": ("sun", "mon", "tue", "wed", "thu", "fri", "sat")}
+CRON_ALLOWED = ("allowed: five cron fields (minute hour day-of-month month day-of-week), each *, a number, a range "
+                "a-b, a step */n or a-b/n, or a comma list of those; names jan-dec and sun-sat in the month and "
+                "day-of-week fields; e.g. '*/15 * * * *'")
+
+
+def _check_cron(value: str) -> str:
+    """A crontab(5) schedule: croniter checks ranges, steps and names; nothing else may reach the crontab line."""
+    fields = value.split()
+    if len(fields) != 5 or not re.fullmatch(r"[0-9A-Za-z*/,\- ]+", value):  # no %, newline, tab, #, ?, @macro
+        raise ValueError(f"{value!r}: {CRON_ALLOWED}")
+    try:  # strict: a day no month has (31 2); only when day-of-week is '*', else cron also runs on those weekdays
+        croniter.expand(value, strict=fields[4] == "*")
+    except (ValueError, TypeError) as error:  # CroniterError is a ValueError, CroniterBadTypeRangeError a TypeError
+        raise ValueError(f"{value!r} is not a valid cron schedule ({error}); {CRON_ALLOWED}") from None
+    for field_name, field in zip(CRON_FIELDS, fields):
+        problem = _crontab_only(field_name, field)
+        if problem:
+            raise ValueError(f"{value!r}: {problem}; {CRON_ALLOWED}")
+    return " ".join(fields)
+
+
+def _crontab_only(field_name: str, field: str) -> str | None:
+    """What croniter accepts but cron reads differently or refuses: its extensions (L, R, H), N/step, a-b with a > b."""
+    names = CRON_NAMES.get(field_name, ())
+    number = {name: i + (field_name == "month") for i, name in enumerate(names)}  # jan is 1, sun is 0
+    for item in field.split(","):
+        base, _, step = item.partition("/")
+        low, _, high = base.partition("-")
+        unknown = [p for p in (low, high) if p and not (p.isdigit() or p.lower() in names or base == "*")]
+        if unknown:
+            return f"{unknown[0]!r} in the {field_name} field is not crontab syntax"
+        if step and not high and base != "*":
+            return f"{item!r} in the {field_name} field: cron implementations read a step after one number differently"
+        if high and int(number.get(low.lower(), low)) > int(number.get(high.lower(), high)):
+            return f"the range {base!r} in the {field_name} field runs backwards (Sunday is 0 or 7)"
+    return None
+
+
 class CleanupRule(BaseModel):
     """Delete files in one of ComfyUI's data directories once they are older than a given age (a cron entry)."""
 
     model_config = STRICT
     directory: Literal["output", "input", "temp"] = Field(description="which data directory")
     older_than_minutes: int = Field(ge=1, description="age past which files are deleted")
-    schedule: str = Field("*/15 * * * *", description="cron schedule (5 fields)")
-
-    @field_validator("schedule")
-    @classmethod
-    def _cron(cls, value: str) -> str:
-        if len(value.split()) != 5 or not re.match(r"^[\d*/,\- ]+$", value):
-            raise ValueError(f"{value!r}: allowed: five cron fields such as '*/15 * * * *'")
-        return value
+    schedule: Annotated[str, AfterValidator(_check_cron)] = Field(
+        "*/15 * * * *", description="cron schedule: 5 crontab fields (ranges, steps, jan-dec/sun-sat; no @hourly)")
 
 
 class Sla(BaseModel):
@@ -433,6 +479,16 @@ class HostSpec(BaseModel):
     def _comfyui_pinned(cls, value: str, info: ValidationInfo) -> str:
         return _check_ref(value, info.data.get("comfyui_allow_branch", False), "comfyui_allow_branch")
 
+    @field_validator("custom_nodes")
+    @classmethod
+    def _unique_nodes(cls, value: list[CustomNode]) -> list[CustomNode]:
+        names = [node.name for node in value]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"{', '.join(map(repr, duplicates))} listed more than once; allowed: unique custom node "
+                             "names (each is a directory under custom_nodes/)")
+        return value
+
     @field_validator("model_catalog")
     @classmethod
     def _catalog_names(cls, value: dict) -> dict:
@@ -441,10 +497,24 @@ class HostSpec(BaseModel):
                 raise ValueError(f"model name {name!r}: allowed: letters, digits, '.', '_', '-'")
         return value
 
+    @field_validator("model_catalog")
+    @classmethod
+    def _one_file_per_path(cls, value: dict[str, Model]) -> dict[str, Model]:
+        owners: dict[str, str] = {}  # folder/filename -> the first entry placing it
+        for name, model in value.items():
+            path = f"{model.folder}/{model.filename}"
+            other = owners.setdefault(path, name)
+            if value[other].sha256 != model.sha256:
+                raise ValueError(f"{other!r} and {name!r} both place {path} with different sha256 (a host would get "
+                                 "whichever lands last); allowed: one file per folder/filename (rename one of them)")
+        return value
+
     @field_validator("models")
     @classmethod
     def _selected_models(cls, value: list[str], info: ValidationInfo) -> list[str]:
-        catalog = info.data.get("model_catalog") or {}
+        if "model_catalog" not in info.data:
+            return value  # the catalog itself is invalid and reported; names can't be checked against it
+        catalog = info.data["model_catalog"]
         unknown = [name for name in value if name not in catalog]
         if unknown:
             raise ValueError(f"{', '.join(map(repr, unknown))} not in model_catalog; allowed: "
@@ -489,14 +559,30 @@ class HostSpec(BaseModel):
             raise ValueError(f"{value!r} must also be listed in smoke_workflows (it is deployed and validated first)")
         return value
 
-    @field_validator("service_secrets")
+    @field_validator("service_secrets", mode="before")
     @classmethod
-    def _secret_names(cls, value: dict[str, str]) -> dict[str, str]:
-        for key, source in value.items():
-            if not ENV_NAME.match(key) or not ENV_NAME.match(source):
-                raise ValueError(f"{key!r}: {source!r}: allowed: environment variable NAMES on both sides "
-                                 "(e.g. {'HF_TOKEN': 'HF_TOKEN'}), never the secret itself")
+    def _secret_names(cls, value: Any) -> Any:
+        """Before pydantic's own checks, whose error locations would print a key: keys and values are only ever
+        shown redacted."""
+        if not isinstance(value, dict):
+            return value  # pydantic refuses it ("a valid dictionary"), without echoing it
+        for text in (*value.keys(), *value.values()):
+            if not (isinstance(text, str) and ENV_NAME.fullmatch(text)):
+                shown = redacted(text) if isinstance(text, str) else f"a value of type {type(text).__name__}"
+                raise ValueError(f"{shown} is not an environment variable name; allowed: environment variable NAMES "
+                                 "on both sides (e.g. {'HF_TOKEN': 'HF_TOKEN'}), never the secret itself")
         return value
+
+    @field_validator("gpu_select", mode="before")
+    @classmethod
+    def _gpu_select(cls, value: Any) -> Any:
+        """Before pydantic's int-or-str union, which words a wrong type as two problems (and takes True for 1)."""
+        if value is None or (type(value) is int and value >= 0):
+            return value
+        if isinstance(value, str) and (re.fullmatch(r"[0-9]+", value) or GPU_UUID_PREFIX.fullmatch(value)):
+            return value
+        raise ValueError(f"{value!r}: allowed: an nvidia-smi index (0, 1, ...) or a GPU UUID or its prefix, as "
+                         "`nvidia-smi -L` prints it (e.g. 'GPU-3f1c')")
 
     @field_validator("service_user")
     @classmethod
@@ -531,14 +617,6 @@ class HostSpec(BaseModel):
             if re.match(r"^(torch|torchvision|torchaudio)\b", requirement):
                 raise ValueError(f"{requirement!r}: the torch set is pinned in 'torch', not in extra_pip_packages")
         return value
-
-    @model_validator(mode="after")
-    def _cross_checks(self) -> HostSpec:
-        names = [node.name for node in self.custom_nodes]
-        duplicates = sorted({n for n in names if names.count(n) > 1})
-        if duplicates:
-            raise ValueError(f"custom node names must be unique; {', '.join(duplicates)} appear more than once")
-        return self
 
 
 SPEC_FIELDS = frozenset(HostSpec.model_fields)

@@ -19,7 +19,8 @@ from pydantic import ValidationError
 from pyinfra.api.arguments import all_global_arguments
 from pyinfra.api.connectors import get_all_connectors
 
-from comfyinfra.spec import SPEC_FIELDS, HostSpec
+from comfyinfra.spec import SPEC_FIELDS, HostKind, HostSpec
+from comfyinfra.torch_matrix import Gpu, TorchChoiceError, choose_torch
 
 # pyinfra's own data keys (connector settings, global-argument defaults) pass through untouched.
 PYINFRA_KEYS = frozenset(
@@ -127,9 +128,36 @@ def check_host(host_name: str, data: dict[str, Any], sources: dict[str, str],
             elif item["type"] in ("enum", "literal_error"):
                 message = f"{item['input']!r} is not allowed; {message.lower()}"
             problems.append(Problem(host_name, field, sources.get(top, ""), message))
+    if spec is not None:
+        problems += _declared_gpu_torch(host_name, spec, sources)
     if spec is not None and require_secrets:
         problems += _controller_secrets(host_name, spec, sources)
     return spec, problems
+
+
+def _declared_gpu_torch(host_name: str, spec: HostSpec, sources: dict[str, str]) -> list[Problem]:
+    """A declared GPU with its driver version decides the torch build as on the host (plan.make_plan): refuse now
+    when none fits. Without a declared driver version the host's own facts decide, after connecting."""
+    declared = spec.gpu
+    if declared is None or declared.driver_version is None or spec.cpu_only:
+        return []  # cpu_only: the plan forces the cpu build, which always fits
+    gpu = Gpu(declared.name, declared.vram_mib, declared.compute_capability, declared.driver_version)
+    error = _torch_refusal(spec, gpu)
+    if error is None:
+        return []
+    # The driver is the problem when the same GPU without a driver version would get a build.
+    driverless = Gpu(declared.name, declared.vram_mib, declared.compute_capability, None)
+    field = "gpu" if _torch_refusal(spec, driverless) else "gpu.driver_version"
+    return [Problem(host_name, field, sources.get("gpu", ""), error)]
+
+
+def _torch_refusal(spec: HostSpec, gpu: Gpu) -> str | None:
+    arch = "aarch64" if spec.host_kind is HostKind.dgx else "x86_64"
+    try:
+        choose_torch(spec.torch, arch, [gpu], windows_driver=spec.host_kind is HostKind.wsl)
+    except TorchChoiceError as error:
+        return str(error)
+    return None
 
 
 def _controller_secrets(host_name: str, spec: HostSpec, sources: dict[str, str]) -> list[Problem]:

@@ -23,6 +23,27 @@ from comfyinfra.validate import InventoryError, check_inventory
 
 REPO = Path(__file__).resolve().parents[2]
 GOOD_NODE = '{"name": "demo", "repo": "https://example.invalid/demo.git", "ref": "' + "b" * 40 + '"}'
+TOKEN = "hf_" + "abcdefghijklmnopqrstuvwxyz0123456789AB"  # 41 characters, as a pasted Hugging Face token
+REDACTED_TOKEN = "'hf_a…' (41 characters)"
+
+
+def model(folder: str = "vae", filename: str = "a.safetensors", sha: str = "a", **extra: object) -> str:
+    """A model_catalog entry as inventory source; sha: one hex digit repeated to 64 (or a literal bad value)."""
+    fields = {"url": "https://x.invalid/a", "sha256": sha * 64 if len(sha) == 1 else sha, "folder": folder,
+              "filename": filename, **extra}
+    return repr(fields)
+
+
+def cleanup(schedule: str) -> str:
+    rule = {"directory": "output", "older_than_minutes": 5, "schedule": schedule}
+    return f'linux = [("h1", {{"cleanup": [{rule!r}]}})]'
+
+
+def blackwell(kind: str, driver: str | None, host: str = "h1", **extra) -> str:
+    """An RTX 5090 (compute capability 12.0) declared with a driver version, as an inventory line."""
+    gpu = {"name": "NVIDIA GeForce RTX 5090", "vram_mib": 32607, "compute_capability": "12.0", "driver_version": driver}
+    return f'{kind} = [({host!r}, {{"gpu": {gpu!r}, **{extra!r}}})]'
+
 
 # (id, inventory body, substrings that must all appear in the error)
 CASES = [
@@ -57,7 +78,7 @@ CASES = [
     ("index-credentials", 'linux = [("h1", {"pip_sources": {"index_url": "https://u:p@mirror.invalid/simple"}})]',
      ["field pip_sources.index_url", "must not carry credentials"]),
     ("duplicate-nodes", f'linux = [("h1", {{"custom_nodes": [{GOOD_NODE}, {GOOD_NODE}]}})]',
-     ["more than once", "demo"]),
+     ["host h1, field custom_nodes (set in ", "'demo' listed more than once", "allowed: unique custom node names"]),
     ("gpu-cc", 'linux = [("h1", {"gpu": {"name": "RTX 3090", "vram_mib": 24576, "compute_capability": "sm_86"}})]',
      ["field gpu.compute_capability", "major.minor"]),
     ("torch-in-extras", 'linux = [("h1", {"extra_pip_packages": ["torch==2.1.0"]})]',
@@ -87,6 +108,56 @@ CASES = [
      ["--port is set from field 'port'"]),
     ("cleanup-schedule", 'linux = [("h1", {"cleanup": [{"directory": "output", "older_than_minutes": 5, "schedule": "hourly"}]})]',
      ["field cleanup[0].schedule", "five cron fields"]),
+    ("cron-hour-range", cleanup("0 25 * * *"),
+     ["field cleanup[0].schedule", "'0 25 * * *' is not a valid cron schedule", "out of range", "allowed: five cron"]),
+    ("cron-all-out-of-range", cleanup("99 99 99 99 99"),
+     ["'99 99 99 99 99' is not a valid cron schedule", "out of range"]),
+    ("cron-zero-step", cleanup("*/0 * * * *"), ["'*/0 * * * *' is not a valid cron schedule", "step '0'"]),
+    ("cron-dashes", cleanup("- - - - -"), ["'- - - - -' is not a valid cron schedule", "allowed: five cron fields"]),
+    ("cron-never-fires", cleanup("0 0 31 2 *"), ["'0 0 31 2 *' is not a valid cron schedule", "can never occur"]),
+    ("cron-newline", cleanup("*/15 * * * *\n"), ["field cleanup[0].schedule", "'*/15 * * * *\\n': allowed: five cron"]),
+    ("cron-percent", cleanup("*/15 * * * %"), ["field cleanup[0].schedule", "'*/15 * * * %': allowed: five cron"]),
+    ("cron-macro", cleanup("@hourly"), ["'@hourly': allowed: five cron fields"]),
+    ("cron-seconds-field", cleanup("0 */15 * * * *"), ["'0 */15 * * * *': allowed: five cron fields"]),
+    ("cron-croniter-extension", cleanup("0 0 L * *"), ["'L' in the day-of-month field is not crontab syntax"]),
+    ("cron-backwards-range", cleanup("0 0 * * fri-mon"), ["the range 'fri-mon' in the day-of-week field runs back"]),
+    ("cron-step-after-number", cleanup("5/10 * * * *"), ["'5/10' in the minute field", "*/n or a-b/n"]),
+    ("model-same-file", 'linux = [("h1", {"model_catalog": {"sd": ' + model() + ', "sd-fixed": ' + model(sha="b") +
+     '}})]',
+     ["host h1, field model_catalog (set in ", "'sd' and 'sd-fixed' both place vae/a.safetensors with different sha256",
+      "allowed: one file per folder/filename"]),
+    ("model-bad-entry-only", 'linux = [("h1", {"model_catalog": {"sd": ' + model(sha="abc") + ', "vae": ' +
+     model(filename="b.safetensors") + '}, "models": ["sd", "vae"]})]',
+     ["field model_catalog.sd.sha256", "(1 problem(s))"]),
+    ("gpu-select-negative", 'linux = [("h1", {"gpu_select": -1})]',
+     ["host h1, field gpu_select (set in ", "-1: allowed: an nvidia-smi index (0, 1, ...) or a GPU UUID or its prefix",
+      "'GPU-3f1c'"]),
+    ("gpu-select-list", 'linux = [("h1", {"gpu_select": "GPU-3f1c, GPU-aa"})]',
+     ["field gpu_select", "'GPU-3f1c, GPU-aa': allowed: an nvidia-smi index"]),
+    ("gpu-select-name", 'linux = [("h1", {"gpu_select": "RTX 3090"})]', ["field gpu_select", "'RTX 3090': allowed:"]),
+    ("gpu-select-bool", 'linux = [("h1", {"gpu_select": True})]', ["field gpu_select (set in ", "True: allowed:"]),
+    ("gpu-driver-too-old", blackwell("linux", "560.35.03"),
+     ["host h1, field gpu.driver_version (set in ", "driver 560.35.03 is too old", "cu128 needs >= 570.26",
+      "Upgrade the NVIDIA driver"]),
+    ("gpu-driver-too-old-wsl", blackwell("wsl", "566.36"),
+     ["field gpu.driver_version", "driver 566.36 is too old", "cu128 needs >= 570.65", "Windows/WSL driver numbering"]),
+    ("gpu-driver-too-old-dgx", 'dgx = [("h1", {"gpu": {"name": "NVIDIA GB10", "vram_mib": 122502, '
+     '"compute_capability": "12.1", "driver_version": "570.10"}})]',
+     ["field gpu.driver_version", "NVIDIA GB10: driver 570.10 is too old", "cu128 needs >= 570.26"]),
+    ("gpu-no-build", 'linux = [("h1", {"gpu": {"name": "Tesla K40", "vram_mib": 11441, "compute_capability": "3.5", '
+     '"driver_version": "470.256.02"}})]',
+     ["host h1, field gpu (set in ", "compute capability 3.5) is not supported by any torch 2.9.1 build",
+      "pin another torch release"]),
+    ("token-env-inline-secret", 'linux = [("h1", {"model_catalog": {"sd": ' + model(token_env=TOKEN) + '}})]',
+     ["field model_catalog.sd.token_env", REDACTED_TOKEN + " is not an environment variable name",
+      "allowed: an environment variable NAME"]),
+    ("service-secret-inline-value", f'linux = [("h1", {{"service_secrets": {{"HF_TOKEN": {TOKEN!r}}}}})]',
+     ["field service_secrets (set in ", REDACTED_TOKEN + " is not an environment variable name",
+      "allowed: environment variable NAMES on both sides"]),
+    ("service-secret-inline-key", f'linux = [("h1", {{"service_secrets": {{{TOKEN!r}: "HF_TOKEN"}}}})]',
+     ["field service_secrets (set in ", REDACTED_TOKEN + " is not an environment variable name"]),
+    ("service-secret-key-wrong-type", f'linux = [("h1", {{"service_secrets": {{{TOKEN!r}: 5}}}})]',
+     ["field service_secrets (set in ", REDACTED_TOKEN + " is not an environment variable name"]),
     ("service-manager", 'linux = [("h1", {"service_manager": "docker"})]',
      ["field service_manager", "'docker' is not allowed", "'supervisor'"]),
 ]
@@ -114,6 +185,7 @@ def test_malformed_inventory_is_refused(tmp_path, case_id, body, expected):
     assert path in message and "nothing was touched" in message
     for text in expected:
         assert text in message, f"{text!r} missing from:\n{message}"
+    assert TOKEN not in message and TOKEN[:8] not in message  # a secret is never echoed, not even in part
 
 
 def test_service_secret_with_a_quote_is_refused_before_connecting(tmp_path, monkeypatch):
@@ -123,6 +195,47 @@ def test_service_secret_with_a_quote_is_refused_before_connecting(tmp_path, monk
         check_inventory(inventory, path)
     assert "field service_secrets.API_KEY" in str(error.value) and "quote or a newline" in str(error.value)
     assert "it's" not in str(error.value)  # the secret itself is never echoed
+
+
+def test_pydantic_never_echoes_a_secret(tmp_path):
+    """pydantic's own errors (wrong types) and its whole-error text carry no inventory value either."""
+    from pydantic import ValidationError
+
+    from comfyinfra.spec import HostSpec
+
+    inventory, path = load(tmp_path, 'linux = [("h1", {"model_catalog": {"sd": ' + model(token_env=[TOKEN]) + '}}), '
+                                     f'("h2", {{"service_secrets": {{"HF_TOKEN": [{TOKEN!r}]}}}})]')
+    with pytest.raises(InventoryError) as error:
+        check_inventory(inventory, path)
+    message = str(error.value)
+    assert "host h1, field model_catalog.sd.token_env" in message and "host h2, field service_secrets" in message
+    assert TOKEN not in message
+    with pytest.raises(ValidationError) as raw:  # printed whole, pydantic would show each input value
+        HostSpec.model_validate({"model_catalog": {"sd": {"token_env": TOKEN}},
+                                 "service_secrets": {"A": 1, TOKEN: "B"}})
+    assert TOKEN not in str(raw.value)
+
+
+def test_valid_schedules_and_gpu_selections_pass():
+    from comfyinfra.spec import CleanupRule, HostSpec
+
+    for schedule in ("*/15 * * * *", "0 3 * * mon-fri", "0 0 1 jan-mar/2 *", "30 2 * * sun,7", "0 0 31 2 mon",
+                     "0-59/5 1,2 * * *"):
+        assert CleanupRule(directory="temp", older_than_minutes=1, schedule=schedule).schedule == schedule
+    assert CleanupRule(directory="temp", older_than_minutes=1, schedule="0  3 * * *").schedule == "0 3 * * *"
+    base = {"host_kind": "linux", "comfyui_repo": "https://x.invalid/c.git", "comfyui_ref": "v0.3.64",
+            "torch": {"torch": "2.9.1"}, "install_root": "/opt/comfyui", "service_user": "comfy"}
+    for choice in (0, 3, "1", "GPU-3f1c", "GPU-3f1c2a4e-91b0-4d3c-8e7f-0a1b2c3d4e5f"):
+        assert HostSpec.model_validate({**base, "gpu_select": choice}).gpu_select == choice
+
+
+def test_declared_gpu_with_a_recent_driver_or_cpu_only_passes(tmp_path):
+    """Only a declared driver that no build fits is refused; cpu_only and a forced variant keep the plan's reading."""
+    body = "\n".join([blackwell("linux", "570.124.06"), blackwell("runpod", "560.35.03", "h2", cpu_only=True),
+                      blackwell("dgx", "560.35.03", "h3", torch={"torch": "2.9.1", "variant": "cu128"}),
+                      blackwell("wsl", None, "h4")])
+    inventory, path = load(tmp_path, body)
+    assert set(check_inventory(inventory, path)) == {"h1", "h2", "h3", "h4"}
 
 
 def test_source_of_a_bad_value_is_named(tmp_path):
