@@ -3,32 +3,44 @@ deploy's own spec), an ssh_config for them, and SSH tunnels to their loopback-bo
 
 Used by the smoke suite (tests/smoke) and the load test's --inventory form, so nobody keeps a second
 host list.
+
+The inventory is loaded by pyinfra's own loader, which lives in `pyinfra_cli`; importing that calls
+gevent's `monkey.patch_all()`, after which threads are greenlets on one OS thread and the load test
+would measure a single connection at a time. So the verify side never imports it: `load_fleet` runs
+`python -m comfyinfra.inventory_export` and rebuilds the hosts from its JSON.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fnmatch
+import json
 import os
 import socket
 import subprocess
+import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from comfyinfra.spec import HostSpec
+from comfyinfra.validate import InventoryError  # pyinfra's API only, which patches nothing
 
 REPO = Path(__file__).resolve().parents[1]
 SSH_OPTIONS = (("ssh_hostname", "HostName"), ("ssh_port", "Port"), ("ssh_user", "User"), ("ssh_key", "IdentityFile"),
                ("ssh_known_hosts_file", "UserKnownHostsFile"))
+# The host data an ssh_config is written from: all that the verify side needs besides the spec.
+SSH_DATA_KEYS = (*(key for key, _ in SSH_OPTIONS), "ssh_config_file", "ssh_strict_host_key_checking")
+EXPORT_TIMEOUT_S = 300
 
 
 @dataclass(frozen=True)
 class FleetHost:
     name: str  # inventory name; "@local" for the local connector
     spec: HostSpec
-    data: dict
+    data: dict  # the host's SSH settings (SSH_DATA_KEYS that are set)
+    groups: tuple[str, ...] = field(default=())
 
     @property
     def local(self) -> bool:
@@ -36,30 +48,46 @@ class FleetHost:
 
 
 def load_fleet(inventory_file: str, limits: list[str] | None = None) -> list[FleetHost]:
-    """Hosts of an inventory (group_data/ of this repo included), validated, filtered like pyinfra's --limit."""
-    from pyinfra.api import State
-    from pyinfra.context import ctx_state
-    from pyinfra_cli.inventory import make_inventory
+    """Hosts of an inventory (group_data/ of this repo included), validated, filtered like pyinfra's --limit.
 
-    from comfyinfra.validate import check_inventory
-
-    cwd = os.getcwd()
-    os.chdir(REPO)  # group_data/ is read from here, as the deploy reads it
-    try:
-        with ctx_state.use(State()):
-            inventory = make_inventory(inventory_file, cwd=str(REPO))
-        specs = check_inventory(inventory, inventory_file)
-    finally:
-        os.chdir(cwd)
-    hosts = [FleetHost(h.name, specs[h.name], h.data.dict()) for h in inventory
-             if not limits or any(fnmatch.fnmatch(h.name, p) or p in h.groups for p in limits)]
+    Validated without the deploy's secrets (model tokens, service secrets): verifying a fleet needs none.
+    Raises InventoryError (invalid or unloadable inventory) or ValueError (--limit matches nothing).
+    """
+    hosts = [FleetHost(entry["name"], HostSpec.model_validate(entry["spec"]), dict(entry["data"]),
+                       tuple(entry["groups"])) for entry in _export(inventory_file)]
+    hosts = [host for host in hosts
+             if not limits or any(fnmatch.fnmatch(host.name, p) or p in host.groups for p in limits)]
     if not hosts:
         raise ValueError(f"--limit {limits} matches no host in {inventory_file}")
     return hosts
 
 
+def _export(inventory_file: str) -> list[dict]:
+    """The inventory's hosts as comfyinfra.inventory_export prints them, loaded in a child process."""
+    command = [sys.executable, "-m", "comfyinfra.inventory_export", inventory_file]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    try:
+        proc = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=EXPORT_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        raise InventoryError(f"loading inventory {inventory_file} took more than {EXPORT_TIMEOUT_S} s") from None
+    try:
+        result = json.loads(proc.stdout)
+    except ValueError:
+        result = None
+    if not isinstance(result, dict) or not ("hosts" in result or "error" in result):
+        detail = (proc.stderr.strip() or proc.stdout.strip())[-3000:]
+        raise InventoryError(f"cannot load inventory {inventory_file} (exit {proc.returncode}): {detail}")
+    if proc.stderr.strip():  # pyinfra's warnings, what the inventory prints: shown as if loaded here
+        sys.stderr.write(proc.stderr)
+    if "error" in result:
+        raise InventoryError(result["error"])
+    return result["hosts"]
+
+
 def write_ssh_config(hosts: list[FleetHost]) -> str:
-    """An ssh_config with one block per SSH host (an inventory's own ssh_config_file is included)."""
+    """An ssh_config with one block per SSH host (an inventory's own ssh_config_file is included).
+
+    The caller removes the file; `ssh_config` does it on every exit path."""
     lines, includes = [], set()
     for host in hosts:
         if host.local:
@@ -73,9 +101,30 @@ def write_ssh_config(hosts: list[FleetHost]) -> str:
             includes.add(os.path.expanduser(host.data["ssh_config_file"]))
     lines += [f"Include {path}" for path in sorted(includes) if Path(path).exists()]
     fd, path = tempfile.mkstemp(prefix="comfyinfra-ssh-", suffix=".conf")
-    with os.fdopen(fd, "w") as handle:
-        handle.write("\n".join(lines) + "\n")
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write("\n".join(lines) + "\n")
+    except BaseException:
+        remove_ssh_config(path)
+        raise
     return path
+
+
+def remove_ssh_config(path: str | None) -> None:
+    if path:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+
+
+@contextlib.contextmanager
+def ssh_config(hosts: list[FleetHost]):
+    """`write_ssh_config` for the duration of a with-block: the file is removed however the block ends
+    (errors and Ctrl-C included)."""
+    path = write_ssh_config(hosts)
+    try:
+        yield path
+    finally:
+        remove_ssh_config(path)
 
 
 def _free_port() -> int:

@@ -6,9 +6,10 @@
 
 Each job gets its own seed (every "seed"/"noise_seed" input is set; a workflow without seeds gets
 its EmptyImage "color" perturbed, else its SaveImage filename_prefix suffixed) so ComfyUI's cache
-does not answer. Jobs run on a thread pool of --concurrency workers, each with its own client.
+does not answer. Jobs run on a thread pool of --concurrency workers (OS threads: nothing here imports
+pyinfra_cli, whose gevent monkey-patching would make them greenlets on one thread), each with its own client.
 Writes a JSON summary to --output and one NDJSON line per finished job to <output>.ndjson.
-Exit codes: 0 SLA met (or --no-sla), 3 SLA breached, 2 usage error.
+Exit codes: 0 SLA met (or --no-sla), 3 SLA breached, 2 usage error, 130 interrupted (Ctrl-C).
 """
 
 from __future__ import annotations
@@ -239,15 +240,19 @@ def run_load_test(server: str, workflow: dict, jobs: int, concurrency: int, time
         with ThreadPoolExecutor(max_workers=min(concurrency, jobs), thread_name_prefix="loadtest") as pool:
             futures = [pool.submit(run_job, server, workflow, job, timeout_s, seed_base, min_image_bytes,
                                    request_timeout, poll_s) for job in range(jobs)]
-            for future in as_completed(futures):
-                result = future.result()
-                with lock:
-                    results.append(result)
-                    if ndjson_file is not None:
-                        ndjson_file.write(json.dumps(asdict(result) | {"latency_s": round(result.latency_s, 4)})
-                                          + "\n")
-                        ndjson_file.flush()
-                    bar.update(result)
+            try:
+                for future in as_completed(futures):
+                    result = future.result()
+                    with lock:
+                        results.append(result)
+                        if ndjson_file is not None:
+                            ndjson_file.write(json.dumps(asdict(result) | {"latency_s": round(result.latency_s, 4)})
+                                              + "\n")
+                            ndjson_file.flush()
+                        bar.update(result)
+            except BaseException:  # Ctrl-C or a bug: start no further job, let the running ones end
+                pool.shutdown(wait=False, cancel_futures=True)
+                raise
     finally:
         if ndjson_file is not None:
             ndjson_file.close()
@@ -333,22 +338,22 @@ def sla_targets(args, configured: dict | None = None) -> dict | None:
 
 def run_inventory(args, workflow: dict) -> int:
     """The inventory form: one load test per host, each through an SSH tunnel to its loopback ComfyUI."""
-    from comfyinfra.fleet import comfy_url, load_fleet, write_ssh_config
+    from comfyinfra.fleet import comfy_url, load_fleet, ssh_config  # the inventory loads in a child process
 
     hosts = load_fleet(args.inventory, args.limit)
-    ssh_config = write_ssh_config(hosts)
     worst = 0
-    for host in hosts:
-        output = Path(args.output)
-        output = output.with_name(f"{output.stem}-{host.name.lstrip('@')}{output.suffix or '.json'}")
-        with comfy_url(host, ssh_config) as url:
-            summary = run_load_test(url, workflow, args.jobs, args.concurrency, args.timeout, output=output,
-                                    sla=sla_targets(args, host.spec.sla.model_dump()), seed_base=args.seed_base,
-                                    progress=args.progress or sys.stderr.isatty(), min_image_bytes=args.min_image_bytes,
-                                    request_timeout=args.request_timeout)
-        print(f"== {host.name} ({output})")
-        print(format_table(summary))
-        worst = max(worst, 0 if summary["sla"]["passed"] else 3)
+    with ssh_config(hosts) as config_file:  # removed on every way out, Ctrl-C included
+        for host in hosts:
+            output = Path(args.output)
+            output = output.with_name(f"{output.stem}-{host.name.lstrip('@')}{output.suffix or '.json'}")
+            with comfy_url(host, config_file) as url:
+                summary = run_load_test(url, workflow, args.jobs, args.concurrency, args.timeout, output=output,
+                                        sla=sla_targets(args, host.spec.sla.model_dump()), seed_base=args.seed_base,
+                                        progress=args.progress or sys.stderr.isatty(),
+                                        min_image_bytes=args.min_image_bytes, request_timeout=args.request_timeout)
+            print(f"== {host.name} ({output})")
+            print(format_table(summary))
+            worst = max(worst, 0 if summary["sla"]["passed"] else 3)
     return worst
 
 
@@ -371,6 +376,9 @@ def main(argv=None) -> int:
     except (UsageError, ValueError, ConnectionError, InventoryError) as exc:
         print(f"{parser.prog}: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"\n{parser.prog}: interrupted", file=sys.stderr)
+        return 130
     print(format_table(summary))
     return 0 if summary["sla"]["passed"] else 3
 

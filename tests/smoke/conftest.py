@@ -5,17 +5,22 @@
 Hosts, SSH settings and every expectation come from the inventory (validated with the deploy's own
 spec), so nobody maintains a second host list. Checks run ON each host through testinfra's ssh
 backend (an ssh_config generated from the inventory; an inventory's own ssh_config_file is included),
-so a ComfyUI bound to 127.0.0.1 is reachable.
+so a ComfyUI bound to 127.0.0.1 is reachable. The generated ssh_config is removed when pytest ends.
+
+Verifying needs none of the deploy's secrets (model tokens, service secrets), and this process never
+imports pyinfra_cli (whose import monkey-patches threading and sockets with gevent): comfyinfra.fleet
+loads the inventory in a child process.
 """
 
 from __future__ import annotations
 
 import pytest
 
-from comfyinfra.fleet import comfy_url, load_fleet, write_ssh_config
+from comfyinfra.fleet import comfy_url, load_fleet, remove_ssh_config, write_ssh_config
 from comfyinfra.validate import InventoryError
 
 TARGETS: dict[str, dict] = {}  # testinfra host name -> {"host": FleetHost, "spec": HostSpec}
+SSH_CONFIG = pytest.StashKey[str]()  # the ssh_config this run wrote, removed in pytest_unconfigure
 
 
 def pytest_addoption(parser):
@@ -37,8 +42,13 @@ def pytest_configure(config):
         key = "local" if host.local else host.name
         TARGETS[key] = {"host": host, "spec": host.spec}
         names.append("local://" if host.local else f"ssh://{host.name}")
-    config.option.ssh_config = write_ssh_config(hosts)
+    config.stash[SSH_CONFIG] = config.option.ssh_config = write_ssh_config(hosts)
     config.option.hosts = ",".join(names)
+
+
+def pytest_unconfigure(config):
+    """Runs however the session ends (failures, errors, Ctrl-C): no ssh_config is left in $TMPDIR."""
+    remove_ssh_config(config.stash.get(SSH_CONFIG, None))
 
 
 def pytest_collection_modifyitems(config, items):
