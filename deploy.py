@@ -8,7 +8,7 @@ roles -> operations. A host whose plan can't be made fails alone, with the reaso
 from pyinfra import host
 
 from comfyinfra.facts import NvidiaGpus, Platform
-from comfyinfra.operations import refuse
+from comfyinfra.operations.common import refuse
 from comfyinfra.plan import PlanError, make_plan
 from comfyinfra.preflight import spec_for
 from roles.base import base, preflight
@@ -25,8 +25,8 @@ except PlanError as error:
 else:
     preflight(plan)
     base(plan)
-    changed = comfyui(plan)
-    changed += custom_nodes(plan)
+    venv, changed = comfyui(plan)
+    changed += custom_nodes(plan, venv)
     changed += models(plan)
     service(plan, changed)
     host_ops(plan)

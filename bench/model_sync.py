@@ -50,7 +50,7 @@ def write_deploys(work: Path, server: ModelServer, files: list[tuple[str, str, i
                 "parallel": 2, "models": models}
     ours = work / f"ours_{tag}.py"
     ours.write_text(
-        "import json\nfrom comfyinfra.operations import models_synced\n"
+        "import json\nfrom comfyinfra.operations.models import models_synced\n"
         f"manifest = json.loads({json.dumps(json.dumps(manifest))})\n"
         f"models_synced(name='models', python={PYTHON!r}, helper={str(HELPER)!r}, manifest=manifest,"
         " _stdin=json.dumps(manifest))\n")

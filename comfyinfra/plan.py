@@ -170,6 +170,11 @@ class HostPlan:
         return "read-only" if under_home else "yes"
 
     @property
+    def torch_source(self) -> str:
+        """The index pip gets the torch set from: the variant's (or overridden) index, else pip's own."""
+        return self.torch.index_url or self.spec.pip_sources.index_url or "https://pypi.org/simple"
+
+    @property
     def expected_device(self) -> str:
         return "cuda" if self.gpus else "cpu"
 

@@ -16,8 +16,18 @@ COMFYUI_REPO_HINT = ("Set comfyui_repo to a mirror or a local copy (--data comfy
                      "or COMFYINFRA_COMFYUI_REPO=...).")
 
 
+TORCH_SOURCE_HINT = ("Set pip_sources.torch_index_url to a mirror the host reaches, or put the wheels in a "
+                     "directory listed in pip_sources.find_links (README: air-gapped hosts).")
+
+
 def node_repo_hint(index: int, name: str) -> str:
     return f"Set custom_nodes[{index}].repo ({name}) to a mirror or a local copy."
+
+
+def pip_inputs(plan: HostPlan, pin) -> tuple[str, ...]:
+    """What decides a requirements install besides its packages, as known before the run: the pin of
+    the checkout holding requirements.txt, the torch constraints and pip's sources."""
+    return (f"{pin.repo}@{pin.ref}", *plan.constraints, *(f"{key}={value}" for key, value in plan.pip_config))
 
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"

@@ -6,9 +6,10 @@ from pyinfra.facts.deb import DebPackages
 from pyinfra.facts.server import Users, Which
 from pyinfra.operations import apt, files, server
 
-from comfyinfra.operations import sources_reachable
+from comfyinfra.operations.git import sources_reachable
+from comfyinfra.operations.pip import torch_source_reachable
 from comfyinfra.plan import HostPlan
-from roles import COMFYUI_REPO_HINT, node_repo_hint
+from roles import COMFYUI_REPO_HINT, TORCH_SOURCE_HINT, node_repo_hint
 
 # What every host kind needs to build a venv and the usual custom-node wheels.
 APT_PACKAGES = ["git", "ca-certificates", "curl", "python3", "python3-venv", "python3-dev", "build-essential",
@@ -17,10 +18,15 @@ APT_PACKAGES = ["git", "ca-certificates", "curl", "python3", "python3-venv", "py
 
 @deploy("Preflight")
 def preflight(plan: HostPlan):
-    """Checks that touch nothing: a missing source stops the host before any package is installed."""
+    """Checks that touch nothing: a source that the service user can't reach stops the host before any
+    package is installed, user created or directory made."""
     sources = [(plan.comfyui.repo, plan.paths.app, COMFYUI_REPO_HINT)]
     sources += [(n.pin.repo, n.path, node_repo_hint(i, n.name)) for i, n in enumerate(plan.nodes)]
-    sources_reachable(name="Sources reachable", sources=tuple(sources))
+    sources_reachable(name="Sources reachable", sources=tuple(sources), user=plan.spec.service_user)
+    torch_source_reachable(name=f"PyTorch source reachable ({plan.torch.requirements[0]})", python=plan.paths.python,
+                           requirement=plan.torch.requirements[0], index_url=plan.torch_source,
+                           find_links=tuple(plan.spec.pip_sources.find_links), user=plan.spec.service_user,
+                           hint=TORCH_SOURCE_HINT)
 
 
 @deploy("Base system")

@@ -3,19 +3,21 @@
 from pyinfra.api import deploy
 from pyinfra.operations import pip
 
-from comfyinfra.operations import pin_args, pinned_checkout, pip_install_stamped, pip_pinned
+from comfyinfra.operations.git import pin_args, pinned_checkout
+from comfyinfra.operations.pip import pip_install_stamped, pip_pinned
 from comfyinfra.plan import HostPlan
-from roles import COMFYUI_REPO_HINT, as_service_user, template
+from roles import as_service_user, pip_inputs, template
 
 
 @deploy("ComfyUI")
 def comfyui(plan: HostPlan):
+    """Returns the venv operation (node requirements reinstall when it changes) and every operation
+    whose change means restarting ComfyUI."""
     paths, spec = plan.paths, plan.spec
     run_as = as_service_user(plan)
 
     checkout = pinned_checkout(
-        name=f"ComfyUI checkout @ {plan.comfyui.label}", unreachable_hint=COMFYUI_REPO_HINT,
-        dest=paths.app, **pin_args(plan.comfyui), **run_as,
+        name=f"ComfyUI checkout @ {plan.comfyui.label}", dest=paths.app, **pin_args(plan.comfyui), **run_as,
     )
     venv = pip.venv(name=f"venv {paths.venv}", path=paths.venv, python=spec.python, **run_as)
 
@@ -34,11 +36,12 @@ def comfyui(plan: HostPlan):
         name="ComfyUI requirements (under the torch constraints)",
         python=paths.python,
         stamp=f"{paths.state}/requirements-comfyui.sha256",
-        inputs=(f"{paths.app}/requirements.txt", paths.constraints, paths.pip_conf),
+        inputs=pip_inputs(plan, plan.comfyui),
         requirement_files=(f"{paths.app}/requirements.txt",),
         packages=tuple(spec.extra_pip_packages),
         owner_label="ComfyUI",
         protected=plan.torch.requirements,
+        after=(venv, checkout),
         **run_as,
     )
-    return [checkout, venv, constraints, pip_conf, torch, requirements]
+    return venv, [checkout, venv, constraints, pip_conf, torch, requirements]

@@ -4,33 +4,32 @@ installed under the same torch constraints (a node that would replace torch fail
 from pyinfra import host
 from pyinfra.api import deploy
 
-from comfyinfra.operations import pin_args, pinned_checkout, pip_install_stamped
+from comfyinfra.operations.git import pin_args, pinned_checkout
+from comfyinfra.operations.pip import pip_install_stamped
 from comfyinfra.plan import HostPlan
-from roles import as_service_user, node_repo_hint
+from roles import as_service_user, pip_inputs
 
 
 @deploy("Custom nodes")
-def custom_nodes(plan: HostPlan):
+def custom_nodes(plan: HostPlan, venv):
     paths = plan.paths
     run_as = as_service_user(plan)
     ops = []
-    for index, node in host.loop(enumerate(plan.nodes)):
-        ops.append(pinned_checkout(
-            name=f"Node {node.name} @ {node.pin.label}",
-            dest=node.path,
-            unreachable_hint=node_repo_hint(index, node.name),
-            **pin_args(node.pin), **run_as,
-        ))
+    for node in host.loop(plan.nodes):
+        checkout = pinned_checkout(name=f"Node {node.name} @ {node.pin.label}", dest=node.path,
+                                   **pin_args(node.pin), **run_as)
+        ops.append(checkout)
         if node.install_requirements:
             requirements = f"{node.path}/requirements.txt"
             ops.append(pip_install_stamped(
                 name=f"Node {node.name} requirements",
                 python=paths.python,
                 stamp=f"{paths.state}/requirements-node-{node.name}.sha256",
-                inputs=(requirements, paths.constraints, paths.pip_conf),
+                inputs=pip_inputs(plan, node.pin),
                 requirement_files=(requirements,),
                 owner_label=f"custom node '{node.name}'",
                 protected=plan.torch.requirements,
+                after=(venv, checkout),
                 **run_as,
             ))
     return ops

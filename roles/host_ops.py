@@ -4,13 +4,14 @@ from pathlib import Path
 
 from pyinfra import host
 from pyinfra.api import deploy
-from pyinfra.operations import crontab, files, server, systemd
-from pyinfra.operations.util import any_changed
+from pyinfra.operations import crontab, files, systemd
 
+from comfyinfra.operations.common import on_change
+from comfyinfra.operations.service import supervisor_programs_running
 from comfyinfra.plan import HostPlan
 from comfyinfra.spec import WORKFLOWS_DIR
 from roles import template
-from roles.service import SERVICE, SUPERVISORCTL
+from roles.service import SERVICE, SUPERVISORCTL, SUPERVISORD_CONF
 
 GPU_MONITOR = Path(__file__).resolve().parent.parent / "comfyinfra" / "host_helpers" / "gpu_monitor.py"
 
@@ -42,12 +43,18 @@ def host_ops(plan: HostPlan):
                               dest=extras_path, mode="644", plan=plan, service_name=SERVICE, gpu_monitor=monitor)
         else:
             extras = files.file(name="supervisord programs: none needed", path=extras_path, present=False)
-        server.shell(name="Reload supervisord helper programs", commands=[f"{SUPERVISORCTL} update"], _if=extras.did_change)
+        reload = on_change(name="Reload supervisord helper programs", commands=(f"{SUPERVISORCTL} update",),
+                           watched=(extras,))
+        helpers = ((f"{SERVICE}-gpu-monitor",) if monitor else ()) + ((f"{SERVICE}-cron",) if plan.spec.run_cron_daemon else ())
+        if helpers:  # stopped by hand or crashed for good (supervisord gives up after startretries)
+            supervisor_programs_running(name=f"Helper programs running ({', '.join(helpers)})", conf=SUPERVISORD_CONF,
+                                        programs=helpers, after=(reload,))
     elif monitor:
         service = template(name="GPU monitor service", src="gpu-monitor.service.j2",
                            dest=f"/etc/systemd/system/{SERVICE}-gpu-monitor.service", mode="644", plan=plan)
         timer = template(name="GPU monitor timer", src="gpu-monitor.timer.j2",
                          dest=f"/etc/systemd/system/{SERVICE}-gpu-monitor.timer", mode="644", plan=plan)
-        systemd.daemon_reload(name="systemd daemon-reload (GPU monitor)", _if=any_changed(service, timer))
+        on_change(name="systemd daemon-reload (GPU monitor)", commands=("systemctl daemon-reload",),
+                  watched=(service, timer))
         systemd.service(name="GPU monitor timer enabled", service=f"{SERVICE}-gpu-monitor.timer", running=True,
                         enabled=True)

@@ -9,7 +9,7 @@ from pyinfra import host
 from pyinfra.api import deploy
 from pyinfra.operations import files
 
-from comfyinfra.operations import models_synced
+from comfyinfra.operations.models import models_synced
 from comfyinfra.plan import HostPlan
 from comfyinfra.spec import MODEL_FOLDERS
 from roles import as_service_user, template

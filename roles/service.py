@@ -9,10 +9,10 @@ lines when it fails.
 import os
 
 from pyinfra.api import deploy
-from pyinfra.operations import files, server, systemd
-from pyinfra.operations.util import any_changed
+from pyinfra.operations import files, systemd
 
-from comfyinfra.operations import secret_file, supervisor_program_running, supervisord_running, wait_healthy
+from comfyinfra.operations.common import on_change
+from comfyinfra.operations.service import secret_file, supervisor_programs_running, supervisord_running, wait_healthy
 from comfyinfra.plan import HostPlan
 from roles import template
 
@@ -52,20 +52,24 @@ def service(plan: HostPlan, changed: list):
         program = template(name="supervisord program", src="supervisor-comfyui.conf.j2",
                            dest=f"/etc/supervisor/conf.d/{SERVICE}.conf", mode="644", plan=plan, service_name=SERVICE)
         supervisord_running(name="supervisord running", conf=SUPERVISORD_CONF)
-        server.shell(name="Reload supervisord program (flags or environment changed)",
-                     commands=[or_show_logs(f"{SUPERVISORCTL} update {SERVICE}", logs)], _if=program.did_change)
-        server.shell(name="Restart ComfyUI (code, venv, nodes or model paths changed)",
-                     commands=[or_show_logs(f"{SUPERVISORCTL} restart {SERVICE}", logs)],
-                     _if=[any_changed(*changed), lambda: not program.did_change()])
-        supervisor_program_running(name="ComfyUI running", conf=SUPERVISORD_CONF, program=SERVICE,
-                                   start_command=or_show_logs(f"{SUPERVISORCTL} start {SERVICE}", logs))
+        reload = on_change(name="Reload supervisord program (flags or environment changed)",
+                           commands=(or_show_logs(f"{SUPERVISORCTL} update {SERVICE}", logs),), watched=(program,))
+        restart = on_change(name="Restart ComfyUI (code, venv, nodes or model paths changed)",
+                            commands=(or_show_logs(f"{SUPERVISORCTL} restart {SERVICE}", logs),),
+                            watched=tuple(changed), unless=(program,))
+        starts = (reload, restart)
+        supervisor_programs_running(name="ComfyUI running", conf=SUPERVISORD_CONF, programs=(SERVICE,),
+                                    start_command=or_show_logs(f"{SUPERVISORCTL} start {SERVICE}", logs), after=starts)
     else:
         unit = template(name="systemd unit (hardened)", src="comfyui.service.j2",
                         dest=f"/etc/systemd/system/{SERVICE}.service", mode="644", plan=plan, service_name=SERVICE)
-        systemd.daemon_reload(name="systemd daemon-reload", _if=unit.did_change)
+        on_change(name="systemd daemon-reload", commands=("systemctl daemon-reload",), watched=(unit,))
         started = systemd.service(name="ComfyUI enabled and running", service=SERVICE, running=True, enabled=True)
-        systemd.service(name="Restart ComfyUI (code, venv, nodes, model paths or unit changed)", service=SERVICE,
-                        restarted=True, _if=[any_changed(unit, *changed), lambda: not started.did_change()])
+        restart = on_change(name="Restart ComfyUI (code, venv, nodes, model paths or unit changed)",
+                            commands=(f"systemctl restart {SERVICE}.service",), watched=(unit, *changed),
+                            unless=(started,))
+        starts = (started, restart)
 
     wait_healthy(name=f"ComfyUI answers {plan.health_url} on {plan.expected_device}", url=plan.health_url,
-                 timeout_s=plan.spec.health_timeout_s, log_command=logs, expect_device=plan.expected_device)
+                 timeout_s=plan.spec.health_timeout_s, log_command=logs, expect_device=plan.expected_device,
+                 after=starts)

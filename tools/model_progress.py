@@ -5,7 +5,7 @@ For each host, the last line of every per-model progress log (bytes, rate, ETA, 
 
 from pyinfra import host, logger
 
-from comfyinfra.operations import ModelProgress
+from comfyinfra.operations.models import ModelProgress
 from comfyinfra.plan import make_paths
 from comfyinfra.preflight import spec_for
 

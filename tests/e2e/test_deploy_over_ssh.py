@@ -1,13 +1,16 @@
 """The real thing: `pyinfra <inventory> deploy.py -y` against this machine through a real sshd.
 
 The tests run in file order and build on each other (a deploy takes a minute; repeating it per
-test would cost the CI budget): first deploy, no-op redeploy, drift, a moved pin, a node that
-wants another torch, and an unreachable second host.
+test would cost the CI budget): `--dry` on a fresh host, a deploy that stops half-way, the first
+deploy (predicted exactly by `--dry`), no-op redeploy, drift, a moved pin (predicted exactly), a
+node that wants another torch, and an unreachable second host.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import subprocess
 import time
 from pathlib import Path
@@ -50,11 +53,71 @@ def explain(result) -> str:
     return f"rc={result.rc}\nchanged={result.changed}\nfailed={result.failed}\n--- stderr ---\n{result.stderr[-6000:]}"
 
 
+def dry_run(world, *args, name="fleet", **overrides) -> set[str]:
+    """What `pyinfra <inventory> deploy.py --dry --json` says would change on the host (by operation name)."""
+    inventory = world.inventory(name, {HOST: world.host_data(**overrides)})
+    result = pyinfra(inventory, "--dry", "--json", *args)
+    assert result.rc == 0, explain(result)
+    return {op["name"] for op in result.data["plan"]
+            if HOST in op["hosts_with_change"] or HOST in op["hosts_with_conditional_change"]}
+
+
+def assert_dry_run_predicts_the_deploy(world, **overrides):
+    """`--dry` names exactly the operations the following real deploy changes; afterwards it names none."""
+    predicted = dry_run(world, **overrides)
+    result = deploy(world, **overrides)
+    assert result.rc == 0, explain(result)
+    assert predicted == set(result.changes(HOST)), f"predicted by --dry: {sorted(predicted)}\n{explain(result)}"
+    assert dry_run(world, **overrides) == set()
+    return result
+
+
+def host_state(world) -> dict:
+    """What a dry run must not touch: the install root, /etc (paths, sizes, mtimes), the service user's crontab."""
+    etc = {}
+    for top, dirs, files in os.walk("/etc"):
+        for entry in dirs + files:
+            path = os.path.join(top, entry)
+            with contextlib.suppress(OSError):
+                st = os.lstat(path)
+                etc[path] = (st.st_size, st.st_mtime_ns)
+    crontab = subprocess.run(["crontab", "-l", "-u", "comfy"], capture_output=True, text=True) \
+        if Path("/usr/bin/crontab").exists() else None
+    return {"install_root": Path(world.install_root).exists(), "etc": etc,
+            "crontab": crontab and (crontab.returncode, crontab.stdout)}
+
+
+def test_dry_run_on_a_fresh_host_changes_nothing_and_lists_the_work(world):
+    before = host_state(world)
+    assert before["install_root"] is False
+    predicted = dry_run(world)
+    for args in (("-y",), ("--diff",), ("--limit", HOST)):  # every habit: -y skips detection, --diff, --limit
+        inventory = world.inventory("fleet", {HOST: world.host_data()})
+        result = pyinfra(inventory, "--dry", *args)
+        assert result.rc == 0, explain(result)
+    assert host_state(world) == before, "a dry run changed the host"
+    assert {f"ComfyUI | ComfyUI checkout @ {world.comfyui.commit[:12]}", "ComfyUI | PyTorch cpu: torch==2.13.0+cpu",
+            "Custom nodes | Node demo requirements", "Service | supervisord program",
+            f"Service | ComfyUI answers http://127.0.0.1:{world.port}/system_stats on cpu"} <= predicted, predicted
+    assert not any(name.startswith("Service | Restart ComfyUI") for name in predicted)
+
+
+def test_deploy_stopped_half_way_leaves_a_host_that_dry_run_reads(world):
+    """A deploy that fails after the venv was made (no such torch): --dry on that host works, then the
+    next deploy (the first test below) does exactly what --dry predicts."""
+    result = deploy(world, torch={"torch": "2.13.99"})
+    assert result.rc != 0
+    assert Path(world.install_root, "venv", "bin", "python").exists(), explain(result)
+    assert not Path(world.install_root, "ComfyUI", "custom_nodes", "demo").exists()
+
+
 def test_first_deploy_brings_up_pinned_comfyui(world):
+    predicted = dry_run(world)
     started = time.monotonic()
     result = deploy(world)
     elapsed = time.monotonic() - started
     assert result.rc == 0, explain(result)
+    assert predicted == set(result.changes(HOST)), f"predicted by --dry: {sorted(predicted)}\n{explain(result)}"
     record("first_deploy_s", round(elapsed, 1))
     record("first_deploy_changed_ops", len(result.changes(HOST)))
 
@@ -94,17 +157,29 @@ def test_local_changes_in_the_checkout_are_corrected_and_reported(world):
 
 
 def test_moving_the_pinned_commit_redeploys_exactly_the_changed_parts(world):
+    """--dry predicts it exactly. Requirements are reinstalled on every move of the checkout (their stamp
+    holds the pin, not the file: a dry run can't read the file of a commit not fetched yet)."""
     pid = comfyui_pid(world)
     new_commit = world.comfyui.commit_change("NOTES.md", "release notes\n", "docs: notes")
-    result = deploy(world, comfyui_ref=new_commit)
-    assert result.rc == 0, explain(result)
-    changed = set(result.changes(HOST)) - {f"Service | ComfyUI answers http://127.0.0.1:{world.port}/system_stats on cpu"}
-    assert changed == {
+    result = assert_dry_run_predicts_the_deploy(world, comfyui_ref=new_commit)
+    assert set(result.changes(HOST)) == {
         f"ComfyUI | ComfyUI checkout @ {new_commit[:12]}",
+        "ComfyUI | ComfyUI requirements (under the torch constraints)",
         "Service | Restart ComfyUI (code, venv, nodes or model paths changed)",
+        f"Service | ComfyUI answers http://127.0.0.1:{world.port}/system_stats on cpu",
     }, explain(result)
     assert comfyui_pid(world) != pid
     assert deploy(world).changes(HOST) == []
+
+
+def test_moving_a_node_pin_and_a_flag_is_predicted_by_dry_run(world):
+    node = world.node.commit_change("README.md", "demo node, patched\n", "docs")
+    nodes = [{"name": "demo", "repo": world.node.url, "ref": node}]
+    result = assert_dry_run_predicts_the_deploy(world, custom_nodes=nodes)
+    assert "Custom nodes | Node demo @ " + node[:12] in result.changes(HOST)
+    result = assert_dry_run_predicts_the_deploy(world, custom_nodes=nodes, preview_method="latent2rgb")
+    assert "Service | Reload supervisord program (flags or environment changed)" in result.changes(HOST)
+    assert_dry_run_predicts_the_deploy(world)  # back to the world's pins for the next tests
 
 
 def test_node_that_would_replace_torch_fails_by_name(world):

@@ -9,13 +9,9 @@ from pyinfra.api.exceptions import PyinfraError
 from pyinfra.api.operation import add_op
 from pyinfra.api.operations import run_ops
 
-from comfyinfra.operations import (
-    pinned_checkout,
-    pip_install_stamped,
-    stamp_value,
-    supervisord_running,
-    wait_healthy,
-)
+from comfyinfra.operations.git import pinned_checkout, trusting
+from comfyinfra.operations.pip import pip_install_stamped, stamp_value
+from comfyinfra.operations.service import supervisord_running, wait_healthy
 
 SHA = "a" * 40
 DEST = "/opt/comfyui/ComfyUI"
@@ -36,7 +32,7 @@ def run_op(op, responses, **kwargs):
 
 
 def op_commands(executed):
-    return [c for c in executed if not c.startswith(("if [ ! -e", "echo digest=", "curl -s -f -m 5 http", "if supervisorctl"))
+    return [c for c in executed if not c.startswith(("if [ ! -e", "cat ", "curl -s -f -m 5 http", "if supervisorctl"))
             or c.startswith("curl -s -f -m 5 http") and "| python3" in c]
 
 
@@ -44,14 +40,21 @@ def checkout_fact(**values):
     return {re.compile(r"^if \[ ! -e "): "\n".join(f"{k}={v}" for k, v in values.items())}
 
 
-def test_fresh_clone_checks_reachability_then_pins():
+def test_fresh_clone_pins():
     executed, state, _ = run_op(pinned_checkout, checkout_fact(state="absent"), repo="https://example.invalid/ComfyUI.git",
-                                dest=DEST, ref=SHA, kind="commit", unreachable_hint="Set comfyui_repo.")
+                                dest=DEST, ref=SHA, kind="commit")
     commands = op_commands(executed)
-    assert commands[0].startswith("err=$(timeout 60 git ls-remote -q https://example.invalid/ComfyUI.git")
-    assert "Set comfyui_repo." in commands[0]
-    assert commands[1] == f"git clone -q --no-checkout https://example.invalid/ComfyUI.git {DEST}"
+    assert commands[0] == f"git clone -q --no-checkout https://example.invalid/ComfyUI.git {DEST}"
     assert commands[-1] == f"git -C {DEST} checkout -q --detach {SHA}"
+
+
+def test_local_mirror_is_trusted_for_exactly_the_commands_that_read_it():
+    executed, *_ = run_op(pinned_checkout, {}, repo="/srv/mirror/ComfyUI.git", dest=DEST, ref=SHA, kind="commit")
+    clone, fetch, checkout = op_commands(executed)
+    assert "GIT_CONFIG_GLOBAL" in clone and "directory = %s" in clone and "/srv/mirror/ComfyUI.git" in clone
+    assert "GIT_CONFIG_GLOBAL" in fetch and "GIT_CONFIG_GLOBAL" not in checkout
+    assert trusting("https://example.invalid/a.git", "git fetch") == "git fetch"
+    assert trusting("file:///srv/m.git", "git fetch").count("/srv/m.git") == 4
 
 
 def test_already_pinned_is_a_noop():
@@ -69,7 +72,8 @@ def test_local_changes_are_discarded():
 def test_tag_not_yet_fetched_and_mirror_moved():
     executed, *_ = run_op(pinned_checkout, checkout_fact(state="present", head=SHA, origin="/old", dirty=0, target=""),
                           repo="/new", dest=DEST, ref="v0.3.65", kind="tag")
-    assert op_commands(executed) == [f"git -C {DEST} remote set-url origin /new", f"git -C {DEST} fetch -q --tags origin",
+    assert op_commands(executed) == [f"git -C {DEST} remote set-url origin /new",
+                                     trusting("/new", f"git -C {DEST} fetch -q --tags origin"),
                                      f"git -C {DEST} checkout -q -f --detach refs/tags/v0.3.65"]
 
 
@@ -81,22 +85,21 @@ def test_non_git_directory_is_refused():
 
 
 def test_stamped_pip_install_skips_when_stamp_matches():
-    digest = "d" * 64
-    wanted = stamp_value(digest, ("requests",))
-    responses = {re.compile(r"^echo digest="): f"digest={digest}\nstamp={wanted}"}
-    executed, *_ = run_op(pip_install_stamped, responses, python="/v/bin/python", stamp="/s/stamp", inputs=("/a/req.txt",),
-                          requirement_files=("/a/req.txt",), packages=("requests",))
+    wanted = stamp_value(("/r@" + SHA, "torch==2.13.0+cpu", "requests"))
+    executed, *_ = run_op(pip_install_stamped, {re.compile(r"^cat /s/stamp"): wanted}, python="/v/bin/python",
+                          stamp="/s/stamp", inputs=("/r@" + SHA, "torch==2.13.0+cpu"), requirement_files=("/a/req.txt",),
+                          packages=("requests",))
     assert op_commands(executed) == []
 
 
 def test_stamped_pip_install_runs_and_names_the_owner_on_conflict():
-    responses = {re.compile(r"^echo digest="): "digest=abc\nstamp=old"}
-    executed, *_ = run_op(pip_install_stamped, responses, python="/v/bin/python", stamp="/s/stamp", inputs=("/n/req.txt",),
-                          requirement_files=("/n/req.txt",), owner_label="custom node 'x'", protected=("torch==2.9.1+cu128",))
-    install, write_stamp = op_commands(executed)
+    executed, *_ = run_op(pip_install_stamped, {re.compile(r"^cat /s/stamp"): "old"}, python="/v/bin/python",
+                          stamp="/s/stamp", inputs=("pin",), requirement_files=("/n/req.txt",),
+                          owner_label="custom node 'x'", protected=("torch==2.9.1+cu128",))
+    (install,) = op_commands(executed)
     assert "/v/bin/python -m pip install --no-input" in install and "-r /n/req.txt" in install
     assert "custom node '\"'\"'x'\"'\"' needs packages that conflict" in install and "torch==2.9.1+cu128" in install
-    assert write_stamp.endswith(f"echo {stamp_value('abc', ())} > /s/stamp")
+    assert install.endswith(f"echo {stamp_value(('pin',))} > /s/stamp")
 
 
 STATS_URL = "http://127.0.0.1:8188/system_stats"
@@ -129,6 +132,40 @@ def test_health_wait_polls_then_checks_the_device_and_shows_logs_on_timeout():
 
 @pytest.mark.parametrize("daemon,expected", [("up", 0), ("down", 1)])
 def test_supervisord_started_only_when_down(daemon, expected):
-    executed, *_ = run_op(supervisord_running, {re.compile(r"^if supervisorctl"): f"daemon={daemon}"},
+    executed, *_ = run_op(supervisord_running, {re.compile(r"^if supervisorctl"): f"supervisord={daemon}"},
                           conf="/etc/supervisor/supervisord.conf")
     assert len(op_commands(executed)) == expected
+
+
+# Every custom operation on a host where nothing exists yet: each fact answers nothing (no venv, no
+# checkout, no service user, no supervisord, no model dir, no nvidia-smi), which pyinfra turns into
+# the fact's default(). Each operation must plan its work, not crash (issue: `--dry` on a fresh host).
+FRESH_HOST_OPS = [
+    ("pinned_checkout", "comfyinfra.operations.git", dict(repo="/srv/m.git", dest=DEST, ref=SHA, kind="commit"), "clone"),
+    ("sources_reachable", "comfyinfra.operations.git",
+     dict(sources=(("/srv/m.git", DEST, "hint"),), user="comfy"), "cannot reach"),
+    ("pip_pinned", "comfyinfra.operations.pip", dict(python="/v/bin/python", requirements=("torch==2.13.0+cpu",)),
+     "pip install"),
+    ("pip_install_stamped", "comfyinfra.operations.pip",
+     dict(python="/v/bin/python", stamp="/s/st", inputs=("x",), requirement_files=("/r.txt",)), "pip install"),
+    ("torch_source_reachable", "comfyinfra.operations.pip",
+     dict(python="/v/bin/python", requirement="torch==2.13.0+cpu", index_url=None, find_links=(), user="comfy",
+          hint="hint"), "cannot get"),
+    ("models_synced", "comfyinfra.operations.models",
+     dict(python="python3", helper="/h.py", manifest={"logs": "/l", "models": [{"name": "m"}]}), "sync"),
+    ("secret_file", "comfyinfra.operations.service", dict(path="/s/secrets.env", owner="comfy"), "cat >"),
+    ("supervisord_running", "comfyinfra.operations.service", dict(conf="/etc/supervisor/supervisord.conf"), "supervisord -c"),
+    ("supervisor_programs_running", "comfyinfra.operations.service",
+     dict(conf="/etc/supervisor/supervisord.conf", programs=("comfyui",)), "start comfyui"),
+    ("wait_healthy", "comfyinfra.operations.service",
+     dict(url=STATS_URL, timeout_s=5, log_command="true", expect_device="cpu"), "until curl"),
+]
+
+
+@pytest.mark.parametrize("name,module,kwargs,expected", FRESH_HOST_OPS, ids=[c[0] for c in FRESH_HOST_OPS])
+def test_every_operation_plans_its_work_on_a_fresh_host(name, module, kwargs, expected):
+    import importlib
+
+    op = getattr(importlib.import_module(module), name)
+    executed, state, host = run_op(op, {}, **kwargs)
+    assert any(expected in command for command in executed), executed

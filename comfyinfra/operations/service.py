@@ -1,0 +1,156 @@
+"""The running service: supervisord and its programs, the secrets env file, and the health wait
+that ends every deploy."""
+
+from __future__ import annotations
+
+import json
+
+from pyinfra import host
+from pyinfra.api import FactBase, operation
+
+from comfyinfra.operations.common import changed, fail_command, q
+
+
+class SystemStats(FactBase):
+    """ComfyUI's /system_stats as a dict (curl on the host, so loopback-bound services count); None if it doesn't answer."""
+
+    def command(self, url: str) -> str:
+        return f"curl -s -f -m 5 {q(url)} || true"
+
+    def process(self, output):
+        try:
+            return json.loads("".join(output))
+        except ValueError:
+            return None
+
+
+def device_type(stats) -> str:
+    return ((stats or {}).get("devices") or [{}])[0].get("type", "?")
+
+
+@operation()
+def wait_healthy(url: str, timeout_s: int, log_command: str, expect_device: str, what: str = "ComfyUI",
+                 after: tuple = ()):
+    """
+    Wait until `url` (/system_stats) answers, then check ComfyUI runs on the expected device.
+
+    + url: health endpoint
+    + timeout_s: give up after this many seconds, showing the service's last log lines
+    + log_command: prints the service's last 30 log lines
+    + expect_device: "cuda" on GPU hosts, "cpu" otherwise (devices[0].type)
+    + after: the operations that (re)start the service: when one of them changes, the wait always
+      runs (a dry run predicts it; the live answer right after a restart may still be the old process)
+    """
+    if not changed(*after):
+        stats = host.get_fact(SystemStats, url=url)
+        if stats is not None:
+            got = device_type(stats)
+            if got == expect_device:
+                host.noop(f"{what} healthy at {url} on {got}")
+            else:
+                yield fail_command(f"{what} runs on {got!r}, expected {expect_device!r}: check the torch build "
+                                   "(+cuXYZ, not +cpu), the driver, and CUDA_VISIBLE_DEVICES")
+            return
+    yield (
+        f"i=0; until curl -s -f -o /dev/null -m 5 {q(url)}; do "
+        f"i=$((i+1)); if [ $i -gt {int(timeout_s)} ]; then "
+        f"echo {q(f'comfyinfra: {what} did not answer {url} within {int(timeout_s)} s; its last 30 log lines:')} >&2; "
+        f"{log_command} >&2; exit 1; fi; sleep 1; done"
+    )
+    message = (f"comfyinfra: {what} runs on %r, expected {expect_device!r}: check the torch build, the driver "
+               "and CUDA_VISIBLE_DEVICES")
+    check = f"import json,sys; t=json.load(sys.stdin)['devices'][0]['type']; sys.exit(0 if t == {expect_device!r} else {message!r} % t)"
+    yield f"curl -s -f -m 5 {q(url)} | python3 -c {q(check)}"
+
+
+# --- secrets file -----------------------------------------------------------------------------
+
+
+class SameAsStdin(FactBase):
+    """Whether the file already holds exactly what the operation sends on stdin (compared on the host,
+    so no secret, nor a hash of one, comes back)."""
+
+    @staticmethod
+    def default() -> bool:
+        return False
+
+    def command(self, path: str) -> str:
+        return f"cmp -s - {q(path)} && echo same || echo different"
+
+    def process(self, output) -> bool:
+        return "".join(output).strip() == "same"
+
+
+@operation()
+def secret_file(path: str, owner: str):
+    """
+    Write the operation's stdin to `path`, mode 0600, owned by `owner`, unless it already holds exactly that.
+
+    + path: destination (e.g. the service's env file)
+    + owner: user (and group) owning the file
+
+    Pass the content as the operation's `_stdin`: it never appears in argv, logs or --diff.
+    """
+    if host.get_fact(SameAsStdin, path=path):
+        host.noop(f"{path} up to date")
+        return
+    tmp = q(path + ".tmp")
+    yield f"umask 077 && cat > {tmp} && chown {q(owner)}: {tmp} && chmod 600 {tmp} && mv {tmp} {q(path)}"
+
+
+# --- supervisord (hosts without systemd) ----------------------------------------------------
+
+
+class SupervisorStatus(FactBase):
+    """Whether supervisord answers on `conf`'s socket, and the state of each program (RUNNING, STOPPED, ...)."""
+
+    @staticmethod
+    def default() -> dict[str, str]:
+        return {}
+
+    def command(self, conf: str, programs: tuple[str, ...] = ()) -> str:
+        ctl = f"supervisorctl -c {q(conf)}"
+        names = " ".join(q(p) for p in programs)
+        status = f"; {ctl} status {names} 2>/dev/null | awk '{{print $1 \"=\" $2}}'" if programs else ""
+        return f"if {ctl} pid >/dev/null 2>&1; then echo supervisord=up{status}; else echo supervisord=down; fi"
+
+    def process(self, output) -> dict[str, str]:
+        return dict(line.split("=", 1) for line in output if "=" in line)
+
+
+@operation()
+def supervisord_running(conf: str):
+    """
+    Start supervisord when it is not running (containers have no init to start it).
+
+    + conf: supervisord's main config file
+    """
+    if host.get_fact(SupervisorStatus, conf=conf).get("supervisord") == "up":
+        host.noop("supervisord already running")
+        return
+    yield (
+        f"supervisord -c {q(conf)} && i=0; until supervisorctl -c {q(conf)} pid >/dev/null 2>&1; do "
+        "i=$((i+1)); [ $i -gt 30 ] && { echo 'comfyinfra: supervisord did not come up' >&2; exit 1; }; sleep 1; done"
+    )
+
+
+@operation()
+def supervisor_programs_running(conf: str, programs: tuple[str, ...], start_command: str | None = None,
+                                after: tuple = ()):
+    """
+    Start supervisord programs unless they are RUNNING or STARTING (e.g. stopped by hand).
+
+    + conf: supervisord's main config file
+    + programs: names from their [program:x] sections
+    + start_command: how to start them (default: supervisorctl start), e.g. wrapped to show logs on failure
+    + after: operations that (re)start them anyway (a reload or restart): when one changes, nothing to do
+    """
+    if changed(*after):
+        host.noop(f"{', '.join(programs)} (re)started by this deploy")
+        return
+    status = host.get_fact(SupervisorStatus, conf=conf, programs=tuple(programs))
+    down = [p for p in programs if status.get(p) not in ("RUNNING", "STARTING")]
+    if not down:
+        host.noop(f"{', '.join(programs)} running")
+        return
+    yield start_command or f"supervisorctl -c {q(conf)} start {' '.join(q(p) for p in down)}"
