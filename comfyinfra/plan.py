@@ -170,8 +170,11 @@ class HostPlan:
         return "read-only" if under_home else "yes"
 
     @property
-    def torch_source(self) -> str:
-        """The index pip gets the torch set from: the variant's (or overridden) index, else pip's own."""
+    def torch_source(self) -> str | None:
+        """The index pip gets the torch set from: the variant's (or overridden) index, else pip's own;
+        None with no_index (find_links only)."""
+        if self.spec.pip_sources.no_index:
+            return None
         return self.torch.index_url or self.spec.pip_sources.index_url or "https://pypi.org/simple"
 
     @property
@@ -314,6 +317,8 @@ def pip_config(spec: HostSpec, paths: Paths) -> tuple[tuple[str, str], ...]:
         lines.append(("extra-index-url", " ".join(sources.extra_index_urls)))
     if sources.find_links:
         lines.append(("find-links", " ".join(sources.find_links)))
+    if sources.no_index:
+        lines.append(("no-index", "true"))
     return tuple(lines)
 
 
@@ -330,6 +335,8 @@ def make_plan(spec: HostSpec, platform: HostPlatform, probe: GpuProbe) -> HostPl
     if spec.pip_sources.torch_index_url:
         torch = TorchChoice(torch.variant, spec.pip_sources.torch_index_url, torch.requirements,
                             torch.reason + ", index overridden")
+    elif spec.pip_sources.no_index:
+        torch = TorchChoice(torch.variant, None, torch.requirements, torch.reason + ", from find_links only (no_index)")
     nodes = tuple(
         NodePlan(node.name, f"{paths.custom_nodes}/{node.name}", pin(node.repo, node.ref), node.install_requirements)
         for node in spec.custom_nodes

@@ -49,9 +49,9 @@ class RefKind(str, Enum):
 
 def classify_ref(ref: str) -> RefKind:
     """How a git ref string is read: a 40-hex commit, a tag, or (anything else) a branch."""
-    if FULL_COMMIT.match(ref):
+    if FULL_COMMIT.fullmatch(ref):
         return RefKind.commit
-    if ref.startswith("refs/tags/") or TAG_LIKE.match(ref):
+    if ref.startswith("refs/tags/") or TAG_LIKE.fullmatch(ref):
         return RefKind.tag
     return RefKind.branch
 
@@ -61,7 +61,7 @@ def tag_name(ref: str) -> str:
 
 
 def _check_ref(ref: str, allow_branch: bool, allow_field: str = "allow_branch") -> str:
-    if ABBREVIATED_COMMIT.match(ref) and not FULL_COMMIT.match(ref) and not TAG_LIKE.match(ref):
+    if ABBREVIATED_COMMIT.fullmatch(ref) and not FULL_COMMIT.fullmatch(ref) and not TAG_LIKE.fullmatch(ref):
         if len(ref) == 40:
             raise ValueError(f"{ref!r}: commits are written in lowercase hex")
         raise ValueError(
@@ -96,7 +96,7 @@ def _check_abs_path(value: str) -> str:
 def _check_repo_url(value: str) -> str:
     if value.startswith("/"):
         return _check_abs_path(value)
-    if re.match(r"^[\w.-]+@[\w.-]+:[\w./~-]+$", value):  # scp-like git@host:owner/repo.git
+    if re.fullmatch(r"[\w.-]+@[\w.-]+:[\w./~-]+", value):  # scp-like git@host:owner/repo.git
         return value
     parts = urlsplit(value)
     if parts.scheme not in ("https", "http", "ssh", "git", "file"):
@@ -144,14 +144,14 @@ class TorchPins(BaseModel):
     @field_validator("torch", "torchvision", "torchaudio")
     @classmethod
     def _plain_version(cls, value: str | None) -> str | None:
-        if value is not None and not VERSION.match(value):
+        if value is not None and not VERSION.fullmatch(value):
             raise ValueError(f"{value!r}: allowed: a plain release X.Y.Z such as 2.9.1 (the +variant is chosen per host)")
         return value
 
     @field_validator("variant")
     @classmethod
     def _variant(cls, value: str | None) -> str | None:
-        if value is not None and not re.match(r"^(cpu|pypi|cu\d{3})$", value):
+        if value is not None and not re.fullmatch(r"cpu|pypi|cu\d{3}", value):
             raise ValueError(f"{value!r}: allowed: cpu, pypi or cuXYZ such as cu128")
         return value
 
@@ -188,6 +188,21 @@ class PipSources(BaseModel):
     find_links: list[str] = Field(
         default_factory=list, description="wheelhouse directories or URLs on the host (pip --find-links), for offline hosts"
     )
+    no_index: bool = Field(
+        False, description="use no index at all, only find_links (air-gapped hosts: a wheelhouse with the torch set "
+        "and every requirement, README 'Air-gapped hosts')")
+
+    @model_validator(mode="after")
+    def _offline(self) -> PipSources:
+        if self.no_index:
+            indexes = [name for name in ("torch_index_url", "index_url", "extra_index_urls") if getattr(self, name)]
+            if indexes:
+                raise ValueError(f"no_index is set, so {', '.join(indexes)} would never be used; allowed: no_index with "
+                                 "find_links only, or indexes without no_index")
+            if not self.find_links:
+                raise ValueError("no_index needs find_links: the wheelhouse directories on the host that hold the torch "
+                                 "set and every requirement")
+        return self
 
 
 class CustomNode(BaseModel):
@@ -205,7 +220,7 @@ class CustomNode(BaseModel):
     @field_validator("name")
     @classmethod
     def _safe_name(cls, value: str) -> str:
-        if not NODE_NAME.match(value) or value in (".", ".."):
+        if not NODE_NAME.fullmatch(value) or value in (".", ".."):
             raise ValueError(
                 f"{value!r} is not a safe directory name; allowed: letters, digits, '.', '_', '-' "
                 "(starting with a letter or digit, at most 100 characters)"
@@ -230,14 +245,14 @@ class DeclaredGpu(BaseModel):
     @field_validator("compute_capability")
     @classmethod
     def _cc(cls, value: str) -> str:
-        if not re.match(r"^\d{1,2}\.\d$", value):
+        if not re.fullmatch(r"\d{1,2}\.\d", value):
             raise ValueError(f"{value!r}: allowed: major.minor such as 8.6 or 12.0")
         return value
 
     @field_validator("driver_version")
     @classmethod
     def _driver(cls, value: str | None) -> str | None:
-        if value is not None and not re.match(r"^\d+(\.\d+){1,3}$", value):
+        if value is not None and not re.fullmatch(r"\d+(\.\d+){1,3}", value):
             raise ValueError(f"{value!r}: allowed: a driver version such as 570.124.06")
         return value
 
@@ -283,7 +298,7 @@ class Model(BaseModel):
     @field_validator("sha256")
     @classmethod
     def _sha(cls, value: str) -> str:
-        if not SHA256.match(value):
+        if not SHA256.fullmatch(value):
             raise ValueError(f"{value!r}: allowed: 64 lowercase hex characters (sha256sum output)")
         return value
 
@@ -297,7 +312,7 @@ class Model(BaseModel):
     @field_validator("filename")
     @classmethod
     def _filename(cls, value: str) -> str:
-        if not MODEL_FILENAME.match(value) or ".." in value.split("/"):
+        if not MODEL_FILENAME.fullmatch(value) or ".." in value.split("/"):
             raise ValueError(f"{value!r}: allowed: a relative file name (letters, digits, '.', '_', '-', '+', "
                              "space; sub-directories with '/'; no '..')")
         return value
@@ -493,7 +508,7 @@ class HostSpec(BaseModel):
     @classmethod
     def _catalog_names(cls, value: dict) -> dict:
         for name in value:
-            if not NODE_NAME.match(name):
+            if not NODE_NAME.fullmatch(name):
                 raise ValueError(f"model name {name!r}: allowed: letters, digits, '.', '_', '-'")
         return value
 
@@ -587,7 +602,7 @@ class HostSpec(BaseModel):
     @field_validator("service_user")
     @classmethod
     def _user(cls, value: str) -> str:
-        if not POSIX_USER.match(value) or value == "root":
+        if not POSIX_USER.fullmatch(value) or value == "root":
             raise ValueError(f"{value!r}: allowed: a non-root POSIX user name such as 'comfy'")
         return value
 
@@ -604,7 +619,7 @@ class HostSpec(BaseModel):
     @field_validator("python")
     @classmethod
     def _python(cls, value: str) -> str:
-        if not re.match(r"^(/[\w.+-]+)+$|^python3(\.\d+)?$", value):
+        if not re.fullmatch(r"(/[\w.+-]+)+|python3(\.\d+)?", value):
             raise ValueError(f"{value!r}: allowed: python3, python3.X or an absolute interpreter path")
         return value
 
@@ -612,7 +627,7 @@ class HostSpec(BaseModel):
     @classmethod
     def _requirements(cls, value: list[str]) -> list[str]:
         for requirement in value:
-            if not PIP_REQUIREMENT.match(requirement):
+            if not PIP_REQUIREMENT.fullmatch(requirement):
                 raise ValueError(f"{requirement!r}: allowed: a pip requirement such as 'requests' or 'requests==2.32.3'")
             if re.match(r"^(torch|torchvision|torchaudio)\b", requirement):
                 raise ValueError(f"{requirement!r}: the torch set is pinned in 'torch', not in extra_pip_packages")

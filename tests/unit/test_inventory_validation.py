@@ -158,6 +158,12 @@ CASES = [
      ["field service_secrets (set in ", REDACTED_TOKEN + " is not an environment variable name"]),
     ("service-secret-key-wrong-type", f'linux = [("h1", {{"service_secrets": {{{TOKEN!r}: 5}}}})]',
      ["field service_secrets (set in ", REDACTED_TOKEN + " is not an environment variable name"]),
+    ("no-index-with-an-index", 'linux = [("h1", {"pip_sources": {"no_index": True, "find_links": ["/w"], '
+                               '"torch_index_url": "https://download.pytorch.org/whl/cpu"}})]',
+     ["field pip_sources", "no_index is set, so torch_index_url would never be used"]),
+    ("no-index-without-wheelhouse", 'linux = [("h1", {"pip_sources": {"no_index": True}})]',
+     ["field pip_sources", "no_index needs find_links"]),
+    ("trailing-newline-in-tag", 'linux = [("h1", {"comfyui_ref": "v0.3.64\\n"})]', ["field comfyui_ref"]),
     ("service-manager", 'linux = [("h1", {"service_manager": "docker"})]',
      ["field service_manager", "'docker' is not allowed", "'supervisor'"]),
 ]

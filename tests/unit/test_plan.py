@@ -149,3 +149,9 @@ def test_cleanup_rules_become_one_cron_job_each():
         ("comfyinfra cleanup input (8188)", "find /opt/comfyui/input -xdev -type f -mmin +10080 -delete"),
     ]
     assert jobs[0].fields == {"minute": "*/15", "hour": "*", "day_of_month": "*", "month": "*", "day_of_week": "*"}
+
+
+def test_air_gapped_sources_use_find_links_only():
+    plan = make_plan(spec(pip_sources={"no_index": True, "find_links": ["/srv/wheels"]}), X86_CONTAINER, GpuProbe())
+    assert plan.torch.index_url is None and plan.torch_source is None
+    assert ("no-index", "true") in plan.pip_config and ("find-links", "/srv/wheels") in plan.pip_config
