@@ -3,30 +3,30 @@
 Data flows one way: inventory + group_data -> validated HostSpec (comfyinfra.spec, checked for all
 hosts before any connection by config.py) -> HostPlan from the host's facts (comfyinfra.plan) ->
 roles -> operations. A host whose plan can't be made fails alone, with the reason.
+
+Round trips: one for the facts the plan needs, one for everything the roles compare against (each
+role's `probes`, comfyinfra.operations.snapshot); more only for what changes.
 """
 
 from pyinfra import host
 
 from comfyinfra.facts import NvidiaGpus, Platform
 from comfyinfra.operations.common import refuse
+from comfyinfra.operations.snapshot import ask, expect, probe
 from comfyinfra.plan import PlanError, make_plan
 from comfyinfra.preflight import spec_for
-from roles.base import base, preflight
-from roles.comfyui import comfyui
-from roles.custom_nodes import custom_nodes
-from roles.host_ops import host_ops
-from roles.models import models
-from roles.service import service
+from roles import base, comfyui, custom_nodes, host_ops, models, service
 
 try:
-    plan = make_plan(spec_for(host), host.get_fact(Platform), host.get_fact(NvidiaGpus))
+    plan = make_plan(spec_for(host), *ask(probe(Platform), probe(NvidiaGpus)))
 except PlanError as error:
     refuse(name="Plan this host", message=f"{host.name}: {error}")
 else:
-    preflight(plan)
-    base(plan)
-    venv, changed = comfyui(plan)
-    changed += custom_nodes(plan, venv)
-    changed += models(plan)
-    service(plan, changed)
-    host_ops(plan)
+    expect([p for role in (base, comfyui, custom_nodes, models, service, host_ops) for p in role.probes(plan)])
+    base.preflight(plan)
+    base.base(plan)
+    venv, changed = comfyui.comfyui(plan)
+    changed += custom_nodes.custom_nodes(plan, venv)
+    changed += models.models(plan)
+    service.service(plan, changed)
+    host_ops.host_ops(plan)

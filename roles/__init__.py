@@ -1,21 +1,21 @@
-"""pyinfra roles: each a @deploy that turns a HostPlan into operations, in the order they happen on the host.
+"""pyinfra roles: each a @deploy that turns a HostPlan into operations, in the order they happen on the
+host, and a `probes(plan)` beside it naming every fact its operations observe (asked together, in one
+round trip per host: comfyinfra.operations.snapshot).
 
-Helpers shared by the roles live here: running as the service user, and rendering templates from
-this repository's templates/ directory whatever the working directory.
+Helpers shared by the roles live here: running as the service user, rendering templates from this
+repository's templates/ directory.
 """
 
 from pathlib import Path
 
-from pyinfra import host
-from pyinfra.facts.server import User
-from pyinfra.operations import files
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
+from comfyinfra.operations.snapshot import observe
+from comfyinfra.operations.system import CurrentUser, managed_file
 from comfyinfra.plan import HostPlan
 
 COMFYUI_REPO_HINT = ("Set comfyui_repo to a mirror or a local copy (--data comfyui_repo=/path/to/ComfyUI "
                      "or COMFYINFRA_COMFYUI_REPO=...).")
-
-
 TORCH_SOURCE_HINT = ("Set pip_sources.torch_index_url to a mirror the host reaches, or put the wheels in a "
                      "directory listed in pip_sources.find_links (README: air-gapped hosts).")
 
@@ -31,15 +31,21 @@ def pip_inputs(plan: HostPlan, pin) -> tuple[str, ...]:
 
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+_JINJA = Environment(undefined=StrictUndefined, keep_trailing_newline=True, loader=FileSystemLoader(str(TEMPLATES)))
 
 
 def as_service_user(plan: HostPlan) -> dict:
     """Global arguments that run an operation as the service user (su, under sudo when configured)."""
-    if host.get_fact(User) == plan.spec.service_user:
+    if observe(CurrentUser) == plan.spec.service_user:
         return {}
     return {"_su_user": plan.spec.service_user, "_su_shell": "sh"}
 
 
-def template(src: str, **kwargs):
-    """files.template with src from templates/; kwargs become template variables (pass name=, always)."""
-    return files.template(src=str(TEMPLATES / src), **kwargs)
+def render(src: str, **context) -> bytes:
+    """A template from templates/ rendered here (StrictUndefined: a missing variable is an error)."""
+    return _JINJA.get_template(src).render(**context).encode()
+
+
+def template(src: str, dest: str, name: str, mode: str = "644", user: str = "root", group: str = "root", **context):
+    """A managed file whose content is templates/<src> rendered with `context` (pass name=, always)."""
+    return managed_file(name=name, dest=dest, content=render(src, **context), user=user, group=group, mode=mode)

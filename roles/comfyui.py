@@ -1,12 +1,25 @@
 """ComfyUI itself: the pinned checkout, the venv, the pinned torch set, then ComfyUI's requirements."""
 
 from pyinfra.api import deploy
-from pyinfra.operations import pip
 
-from comfyinfra.operations.git import pin_args, pinned_checkout
-from comfyinfra.operations.pip import pip_install_stamped, pip_pinned
+from comfyinfra.operations.git import GitCheckout, pin_args, pinned_checkout
+from comfyinfra.operations.pip import InstalledDistributions, Stamp, pip_install_stamped, pip_pinned
+from comfyinfra.operations.snapshot import probe
+from comfyinfra.operations.system import PathState, venv
 from comfyinfra.plan import HostPlan
 from roles import as_service_user, pip_inputs, template
+
+
+def stamp(plan: HostPlan) -> str:
+    return f"{plan.paths.state}/requirements-comfyui.sha256"
+
+
+def probes(plan: HostPlan) -> list:
+    paths = plan.paths
+    return [probe(GitCheckout, run_as=plan.spec.service_user, path=paths.app, **pin_args(plan.comfyui)),
+            probe(PathState, path=f"{paths.venv}/bin/python"),
+            probe(PathState, path=paths.constraints), probe(PathState, path=paths.pip_conf),
+            probe(InstalledDistributions, python=paths.python), probe(Stamp, path=stamp(plan))]
 
 
 @deploy("ComfyUI")
@@ -16,14 +29,13 @@ def comfyui(plan: HostPlan):
     paths, spec = plan.paths, plan.spec
     run_as = as_service_user(plan)
 
-    checkout = pinned_checkout(
-        name=f"ComfyUI checkout @ {plan.comfyui.label}", dest=paths.app, **pin_args(plan.comfyui), **run_as,
-    )
-    venv = pip.venv(name=f"venv {paths.venv}", path=paths.venv, python=spec.python, **run_as)
+    checkout = pinned_checkout(name=f"ComfyUI checkout @ {plan.comfyui.label}", dest=paths.app,
+                               **pin_args(plan.comfyui), **run_as)
+    made = venv(name=f"venv {paths.venv}", path=paths.venv, python=spec.python, **run_as)
 
     owner = {"user": spec.service_user, "group": spec.service_user, "mode": "644"}
-    constraints = template(name="Torch constraints", src="constraints.txt.j2", dest=paths.constraints, plan=plan, **owner)
-    pip_conf = template(name="pip.conf (sources, constraints)", src="pip.conf.j2", dest=paths.pip_conf, plan=plan, **owner)
+    constraints = template("constraints.txt.j2", paths.constraints, name="Torch constraints", plan=plan, **owner)
+    pip_conf = template("pip.conf.j2", paths.pip_conf, name="pip.conf (sources, constraints)", plan=plan, **owner)
 
     torch = pip_pinned(
         name=f"PyTorch {plan.torch.variant}: {' '.join(plan.torch.requirements)}",
@@ -35,13 +47,13 @@ def comfyui(plan: HostPlan):
     requirements = pip_install_stamped(
         name="ComfyUI requirements (under the torch constraints)",
         python=paths.python,
-        stamp=f"{paths.state}/requirements-comfyui.sha256",
+        stamp=stamp(plan),
         inputs=pip_inputs(plan, plan.comfyui),
         requirement_files=(f"{paths.app}/requirements.txt",),
         packages=tuple(spec.extra_pip_packages),
         owner_label="ComfyUI",
         protected=plan.torch.requirements,
-        after=(venv, checkout),
+        after=(made, checkout),
         **run_as,
     )
-    return venv, [checkout, venv, constraints, pip_conf, torch, requirements]
+    return made, [checkout, made, constraints, pip_conf, torch, requirements]

@@ -4,10 +4,21 @@ installed under the same torch constraints (a node that would replace torch fail
 from pyinfra import host
 from pyinfra.api import deploy
 
-from comfyinfra.operations.git import pin_args, pinned_checkout
-from comfyinfra.operations.pip import pip_install_stamped
+from comfyinfra.operations.git import GitCheckout, pin_args, pinned_checkout
+from comfyinfra.operations.pip import Stamp, pip_install_stamped
+from comfyinfra.operations.snapshot import probe
 from comfyinfra.plan import HostPlan
 from roles import as_service_user, pip_inputs
+
+
+def stamp(plan: HostPlan, node) -> str:
+    return f"{plan.paths.state}/requirements-node-{node.name}.sha256"
+
+
+def probes(plan: HostPlan) -> list:
+    return [p for node in plan.nodes
+            for p in (probe(GitCheckout, run_as=plan.spec.service_user, path=node.path, **pin_args(node.pin)),
+                      probe(Stamp, path=stamp(plan, node)))]
 
 
 @deploy("Custom nodes")
@@ -24,7 +35,7 @@ def custom_nodes(plan: HostPlan, venv):
             ops.append(pip_install_stamped(
                 name=f"Node {node.name} requirements",
                 python=paths.python,
-                stamp=f"{paths.state}/requirements-node-{node.name}.sha256",
+                stamp=stamp(plan, node),
                 inputs=pip_inputs(plan, node.pin),
                 requirement_files=(requirements,),
                 owner_label=f"custom node '{node.name}'",

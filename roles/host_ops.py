@@ -4,57 +4,81 @@ from pathlib import Path
 
 from pyinfra import host
 from pyinfra.api import deploy
-from pyinfra.operations import crontab, files, systemd
+from pyinfra.facts.crontab import Crontab
 
 from comfyinfra.operations.common import on_change
 from comfyinfra.operations.service import supervisor_programs_running
+from comfyinfra.operations.snapshot import probe
+from comfyinfra.operations.system import PathState, SystemdUnit, absent_file, cron_entry, directory, managed_file, unit_running
 from comfyinfra.plan import HostPlan
 from comfyinfra.spec import WORKFLOWS_DIR
 from roles import template
 from roles.service import SERVICE, SUPERVISORCTL, SUPERVISORD_CONF
 
 GPU_MONITOR = Path(__file__).resolve().parent.parent / "comfyinfra" / "host_helpers" / "gpu_monitor.py"
+LOGROTATE = f"/etc/logrotate.d/{SERVICE}"
+EXTRAS = f"/etc/supervisor/conf.d/{SERVICE}-extras.conf"
+MONITOR_UNITS = (f"/etc/systemd/system/{SERVICE}-gpu-monitor.service", f"/etc/systemd/system/{SERVICE}-gpu-monitor.timer")
+
+
+def gpu_monitor(plan: HostPlan) -> bool:
+    return bool(plan.gpus) and plan.spec.gpu_monitor
+
+
+def helper_programs(plan: HostPlan) -> tuple[str, ...]:
+    """supervisord programs beside ComfyUI (containers have no init to run them)."""
+    return ((f"{SERVICE}-gpu-monitor",) if gpu_monitor(plan) else ()) + \
+        ((f"{SERVICE}-cron",) if plan.spec.run_cron_daemon else ())
+
+
+def probes(plan: HostPlan) -> list:
+    paths = plan.paths
+    found = [probe(Crontab, user=plan.spec.service_user), probe(PathState, path=LOGROTATE),
+             probe(PathState, path=paths.workflows),
+             *(probe(PathState, path=f"{paths.workflows}/{w}") for w in plan.spec.smoke_workflows)]
+    if gpu_monitor(plan):
+        found += [probe(PathState, path=paths.gpu_monitor_dir), probe(PathState, path=paths.gpu_monitor_helper)]
+    if plan.service_manager == "supervisor":
+        return [*found, probe(PathState, path=EXTRAS)]  # program states: in the service role's SupervisorStatus
+    if gpu_monitor(plan):
+        found += [*(probe(PathState, path=unit) for unit in MONITOR_UNITS),
+                  probe(SystemdUnit, unit=f"{SERVICE}-gpu-monitor.timer")]
+    return found
 
 
 @deploy("Host operations")
 def host_ops(plan: HostPlan):
     paths, user = plan.paths, plan.spec.service_user
+    owner = {"user": user, "group": user}
     for job in host.loop(plan.cron):
-        crontab.crontab(name=f"Cron: {job.name}", command=job.command, user=user, cron_name=job.name, **job.fields)
-    template(name="logrotate: ComfyUI logs daily", src="logrotate.j2", dest=f"/etc/logrotate.d/{SERVICE}", mode="644",
-             plan=plan)
+        cron_entry(name=f"Cron: {job.name}", command=job.command, user=user, cron_name=job.name, **job.fields)
+    template("logrotate.j2", LOGROTATE, name="logrotate: ComfyUI logs daily", plan=plan)
 
-    files.directory(name=f"Directory {paths.workflows}", path=paths.workflows, user=user, group=user, mode="755")
+    directory(name=f"Directory {paths.workflows}", path=paths.workflows, mode="755", **owner)
     for workflow in host.loop(plan.spec.smoke_workflows):
-        files.put(name=f"Workflow template {workflow}", src=str(WORKFLOWS_DIR / workflow),
-                  dest=f"{paths.workflows}/{workflow}", user=user, group=user, mode="644")
+        managed_file(name=f"Workflow template {workflow}", content=(WORKFLOWS_DIR / workflow).read_bytes(),
+                     dest=f"{paths.workflows}/{workflow}", mode="644", **owner)
 
-    monitor = bool(plan.gpus) and plan.spec.gpu_monitor
+    monitor = gpu_monitor(plan)
     if monitor:
-        files.directory(name=f"Directory {paths.gpu_monitor_dir}", path=paths.gpu_monitor_dir, user=user, group=user,
-                        mode="755")
-        files.put(name="GPU monitor helper", src=str(GPU_MONITOR), dest=paths.gpu_monitor_helper, user=user, group=user,
-                  mode="755")
+        directory(name=f"Directory {paths.gpu_monitor_dir}", path=paths.gpu_monitor_dir, mode="755", **owner)
+        managed_file(name="GPU monitor helper", content=GPU_MONITOR.read_bytes(), dest=paths.gpu_monitor_helper,
+                     mode="755", **owner)
     if plan.service_manager == "supervisor":
-        extras_needed = monitor or plan.spec.run_cron_daemon
-        extras_path = f"/etc/supervisor/conf.d/{SERVICE}-extras.conf"
-        if extras_needed:
-            extras = template(name="supervisord programs: GPU monitor, cron", src="supervisor-extras.conf.j2",
-                              dest=extras_path, mode="644", plan=plan, service_name=SERVICE, gpu_monitor=monitor)
+        helpers = helper_programs(plan)
+        if helpers:
+            extras = template("supervisor-extras.conf.j2", EXTRAS, name="supervisord programs: GPU monitor, cron",
+                              plan=plan, service_name=SERVICE, gpu_monitor=monitor)
         else:
-            extras = files.file(name="supervisord programs: none needed", path=extras_path, present=False)
+            extras = absent_file(name="supervisord programs: none needed", path=EXTRAS)
         reload = on_change(name="Reload supervisord helper programs", commands=(f"{SUPERVISORCTL} update",),
                            watched=(extras,))
-        helpers = ((f"{SERVICE}-gpu-monitor",) if monitor else ()) + ((f"{SERVICE}-cron",) if plan.spec.run_cron_daemon else ())
         if helpers:  # stopped by hand or crashed for good (supervisord gives up after startretries)
             supervisor_programs_running(name=f"Helper programs running ({', '.join(helpers)})", conf=SUPERVISORD_CONF,
                                         programs=helpers, after=(reload,))
     elif monitor:
-        service = template(name="GPU monitor service", src="gpu-monitor.service.j2",
-                           dest=f"/etc/systemd/system/{SERVICE}-gpu-monitor.service", mode="644", plan=plan)
-        timer = template(name="GPU monitor timer", src="gpu-monitor.timer.j2",
-                         dest=f"/etc/systemd/system/{SERVICE}-gpu-monitor.timer", mode="644", plan=plan)
+        service = template("gpu-monitor.service.j2", MONITOR_UNITS[0], name="GPU monitor service", plan=plan)
+        timer = template("gpu-monitor.timer.j2", MONITOR_UNITS[1], name="GPU monitor timer", plan=plan)
         on_change(name="systemd daemon-reload (GPU monitor)", commands=("systemctl daemon-reload",),
                   watched=(service, timer))
-        systemd.service(name="GPU monitor timer enabled", service=f"{SERVICE}-gpu-monitor.timer", running=True,
-                        enabled=True)
+        unit_running(name="GPU monitor timer enabled", unit=f"{SERVICE}-gpu-monitor.timer")

@@ -7,9 +7,10 @@ from pathlib import Path
 
 from pyinfra import host
 from pyinfra.api import deploy
-from pyinfra.operations import files
 
-from comfyinfra.operations.models import models_synced
+from comfyinfra.operations.models import ModelStates, models_synced
+from comfyinfra.operations.snapshot import probe
+from comfyinfra.operations.system import PathState, directory, managed_file
 from comfyinfra.plan import HostPlan
 from comfyinfra.spec import MODEL_FOLDERS
 from roles import as_service_user, template
@@ -30,17 +31,36 @@ def manifest(plan: HostPlan, with_tokens: bool) -> dict:
             "parallel": plan.spec.model_downloads_parallel, "models": models}
 
 
+def directories(plan: HostPlan) -> list[str]:
+    paths = plan.paths
+    folders = sorted({Path(m.dest).parent.as_posix() for m in plan.models})
+    return [paths.models, paths.model_blobs, paths.model_logs, f"{paths.state}/bin", *folders]
+
+
+def states_args(plan: HostPlan) -> dict:
+    return {"python": plan.spec.python, "helper": plan.paths.model_sync_helper,
+            "manifest": json.dumps(manifest(plan, with_tokens=False), sort_keys=True)}
+
+
+def probes(plan: HostPlan) -> list:
+    found = [*(probe(PathState, path=path) for path in directories(plan)), probe(PathState, path=plan.paths.extra_model_paths)]
+    if plan.models:
+        found += [probe(PathState, path=plan.paths.model_sync_helper),
+                  probe(ModelStates, run_as=plan.spec.service_user, **states_args(plan))]
+    return found
+
+
 @deploy("Models")
 def models(plan: HostPlan):
     paths, user = plan.paths, plan.spec.service_user
     owner = {"user": user, "group": user}
-    folders = sorted({Path(m.dest).parent.as_posix() for m in plan.models})
-    for path in host.loop([paths.models, paths.model_blobs, paths.model_logs, f"{paths.state}/bin", *folders]):
-        files.directory(name=f"Directory {path}", path=path, mode="755", **owner)
-    config = template(name="extra_model_paths.yaml", src="extra_model_paths.yaml.j2", dest=paths.extra_model_paths,
-                      mode="644", plan=plan, folders=MODEL_FOLDERS, **owner)
+    for path in host.loop(directories(plan)):
+        directory(name=f"Directory {path}", path=path, mode="755", **owner)
+    config = template("extra_model_paths.yaml.j2", paths.extra_model_paths, name="extra_model_paths.yaml", mode="644",
+                      plan=plan, folders=MODEL_FOLDERS, **owner)
     if plan.models:
-        files.put(name="Model sync helper", src=str(HELPER), dest=paths.model_sync_helper, mode="755", **owner)
+        managed_file(name="Model sync helper", dest=paths.model_sync_helper, content=HELPER.read_bytes(), mode="755",
+                     **owner)
         models_synced(
             name=f"Models: {len(plan.models)} declared (progress: {paths.model_logs}/<name>.log)",
             python=plan.spec.python,

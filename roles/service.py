@@ -3,22 +3,32 @@
 Restarts happen only when something the running process uses changed (handlers idiom): code,
 venv, torch, requirements, nodes, extra_model_paths, or the program/unit itself (flags, env). The
 deploy ends with a health wait on /system_stats that checks the device and shows the last log
-lines when it fails.
+lines when it fails. Each restart is decided inside its operation, so `--dry` predicts it.
 """
 
 import os
 
 from pyinfra.api import deploy
-from pyinfra.operations import files, systemd
 
 from comfyinfra.operations.common import on_change
-from comfyinfra.operations.service import secret_file, supervisor_programs_running, supervisord_running, wait_healthy
+from comfyinfra.operations.service import (
+    SupervisorStatus,
+    SystemStats,
+    secret_file,
+    supervisor_programs_running,
+    supervisord_running,
+    wait_healthy,
+)
+from comfyinfra.operations.snapshot import probe
+from comfyinfra.operations.system import PathState, SystemdUnit, absent_file, unit_running
 from comfyinfra.plan import HostPlan
 from roles import template
 
 SERVICE = "comfyui"
 SUPERVISORD_CONF = "/etc/supervisor/supervisord.conf"  # Debian/Ubuntu package layout
 SUPERVISORCTL = f"supervisorctl -c {SUPERVISORD_CONF}"
+PROGRAM_CONF = f"/etc/supervisor/conf.d/{SERVICE}.conf"
+UNIT = f"/etc/systemd/system/{SERVICE}.service"
 
 
 def or_show_logs(command: str, log_command: str) -> str:
@@ -38,6 +48,15 @@ def secrets_content(plan: HostPlan) -> str:
     return "".join(f"{key}='{os.environ[env]}'\n" for key, env in sorted(plan.spec.service_secrets.items()))
 
 
+def probes(plan: HostPlan) -> list:
+    found = [probe(SystemStats, url=plan.health_url)]
+    if not plan.spec.service_secrets:
+        found.append(probe(PathState, path=plan.paths.secrets_env))
+    if plan.service_manager == "supervisor":
+        return [*found, probe(PathState, path=PROGRAM_CONF), probe(SupervisorStatus, conf=SUPERVISORD_CONF)]
+    return [*found, probe(PathState, path=UNIT), probe(SystemdUnit, unit=f"{SERVICE}.service")]
+
+
 @deploy("Service")
 def service(plan: HostPlan, changed: list):
     logs = log_command(plan)
@@ -46,25 +65,24 @@ def service(plan: HostPlan, changed: list):
                                          path=plan.paths.secrets_env, owner=plan.spec.service_user,
                                          _stdin=secrets_content(plan))]
     else:
-        changed = [*changed, files.file(name="Secrets env file: none declared", path=plan.paths.secrets_env,
-                                        present=False)]
+        changed = [*changed, absent_file(name="Secrets env file: none declared", path=plan.paths.secrets_env)]
     if plan.service_manager == "supervisor":
-        program = template(name="supervisord program", src="supervisor-comfyui.conf.j2",
-                           dest=f"/etc/supervisor/conf.d/{SERVICE}.conf", mode="644", plan=plan, service_name=SERVICE)
-        supervisord_running(name="supervisord running", conf=SUPERVISORD_CONF)
+        program = template("supervisor-comfyui.conf.j2", PROGRAM_CONF, name="supervisord program", plan=plan,
+                           service_name=SERVICE)
+        daemon = supervisord_running(name="supervisord running", conf=SUPERVISORD_CONF)
         reload = on_change(name="Reload supervisord program (flags or environment changed)",
                            commands=(or_show_logs(f"{SUPERVISORCTL} update {SERVICE}", logs),), watched=(program,))
         restart = on_change(name="Restart ComfyUI (code, venv, nodes or model paths changed)",
                             commands=(or_show_logs(f"{SUPERVISORCTL} restart {SERVICE}", logs),),
                             watched=tuple(changed), unless=(program,))
-        starts = (reload, restart)
-        supervisor_programs_running(name="ComfyUI running", conf=SUPERVISORD_CONF, programs=(SERVICE,),
-                                    start_command=or_show_logs(f"{SUPERVISORCTL} start {SERVICE}", logs), after=starts)
+        started = supervisor_programs_running(name="ComfyUI running", conf=SUPERVISORD_CONF, programs=(SERVICE,),
+                                              start_command=or_show_logs(f"{SUPERVISORCTL} start {SERVICE}", logs),
+                                              after=(daemon, reload, restart))
+        starts = (daemon, reload, restart, started)
     else:
-        unit = template(name="systemd unit (hardened)", src="comfyui.service.j2",
-                        dest=f"/etc/systemd/system/{SERVICE}.service", mode="644", plan=plan, service_name=SERVICE)
+        unit = template("comfyui.service.j2", UNIT, name="systemd unit (hardened)", plan=plan, service_name=SERVICE)
         on_change(name="systemd daemon-reload", commands=("systemctl daemon-reload",), watched=(unit,))
-        started = systemd.service(name="ComfyUI enabled and running", service=SERVICE, running=True, enabled=True)
+        started = unit_running(name="ComfyUI enabled and running", unit=f"{SERVICE}.service")
         restart = on_change(name="Restart ComfyUI (code, venv, nodes, model paths or unit changed)",
                             commands=(f"systemctl restart {SERVICE}.service",), watched=(unit, *changed),
                             unless=(started,))

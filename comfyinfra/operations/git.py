@@ -14,6 +14,7 @@ from pyinfra import host, logger
 from pyinfra.api import FactBase, operation
 
 from comfyinfra.operations.common import as_user, fail_command, q
+from comfyinfra.operations.snapshot import observe
 from comfyinfra.spec import RefKind
 
 
@@ -116,7 +117,7 @@ def pinned_checkout(repo: str, dest: str, ref: str, kind: str):
         pinned_checkout(name="ComfyUI @ v0.3.64", repo="https://github.com/comfyanonymous/ComfyUI.git",
                         dest="/opt/comfyui/ComfyUI", ref="v0.3.64", kind="tag")
     """
-    current = host.get_fact(GitCheckout, path=dest, ref=ref, kind=kind, repo=repo)
+    current = observe(GitCheckout, path=dest, ref=ref, kind=kind, repo=repo)
     target = _checkout_target(ref, kind)
     git = f"git -C {q(dest)}"
     fetch_commit = trusting(repo, f"{{ {git} cat-file -e {q(ref + '^{commit}')} 2>/dev/null || {git} fetch -q origin {q(ref)}; }}")
@@ -175,7 +176,7 @@ def sources_reachable(sources: tuple[tuple[str, str, str], ...], user: str):
     + user: the user the checkouts run as
     """
     for repo, dest, hint in sources:
-        status = host.get_fact(GitSourceReachable, repo=repo, dest=dest, user=user)
+        status = observe(GitSourceReachable, repo=repo, dest=dest, user=user)
         if status not in ("present", "no-git", "ok"):
             yield fail_command(f"cannot reach {repo} from this host as user {user} ({status or 'no answer'}). {hint}")
             return

@@ -9,6 +9,7 @@ from pyinfra import host, logger
 from pyinfra.api import FactBase, operation
 
 from comfyinfra.operations.common import q
+from comfyinfra.operations.snapshot import observe
 
 
 class ModelStates(FactBase):
@@ -51,7 +52,7 @@ def models_synced(python: str, helper: str, manifest: dict):
     The command reads the manifest *with tokens* on stdin: pass it as the operation's `_stdin`, so no
     secret reaches argv (`ps`), files or logs.
     """
-    states = host.get_fact(ModelStates, python=python, helper=helper, manifest=json.dumps(manifest, sort_keys=True))
+    states = observe(ModelStates, python=python, helper=helper, manifest=json.dumps(manifest, sort_keys=True))
     pending = [model["name"] for model in manifest["models"] if states.get(model["name"]) != "ok"]
     if not pending:
         host.noop(f"{len(manifest['models'])} models verified by their markers (stat only, no file read)")

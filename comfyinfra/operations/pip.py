@@ -15,6 +15,7 @@ from pyinfra import host
 from pyinfra.api import FactBase, operation
 
 from comfyinfra.operations.common import as_user, changed, fail_command, q
+from comfyinfra.operations.snapshot import observe
 
 
 class Stamp(FactBase):
@@ -57,7 +58,7 @@ def pip_install_stamped(python: str, stamp: str, inputs: tuple[str, ...], requir
     a conflict fails the operation with a message naming the owner.
     """
     wanted = stamp_value((*inputs, *packages))
-    if host.get_fact(Stamp, path=stamp) == wanted and not changed(*after):
+    if observe(Stamp, path=stamp) == wanted and not changed(*after):
         host.noop(f"{owner_label or 'requirements'} already installed")
         return
     # Requirement files that don't exist (a node without requirements.txt) are skipped on the host.
@@ -114,7 +115,7 @@ def pip_pinned(python: str, requirements: tuple[str, ...], index_url: str | None
     + requirements: e.g. ("torch==2.9.1+cu128", "torchvision==0.24.1+cu128")
     + index_url: the only index to use for them (the PyTorch variant index); None: pip's configuration
     """
-    installed = host.get_fact(InstalledDistributions, python=python)
+    installed = observe(InstalledDistributions, python=python)
     missing = [r for r in requirements if installed.get(_normalize(r.split("==")[0])) != r.split("==")[1]]
     if not missing:
         host.noop(f"{', '.join(requirements)} already installed")
@@ -169,7 +170,7 @@ def torch_source_reachable(python: str, requirement: str, index_url: str | None,
     + user: who runs pip
     + hint: the settings that override the source
     """
-    status = host.get_fact(TorchSource, python=python, requirement=requirement, index_url=index_url,
+    status = observe(TorchSource, python=python, requirement=requirement, index_url=index_url,
                            find_links=tuple(find_links), user=user)
     if status in ("present", "ok"):
         host.noop(f"{requirement} installed or available")

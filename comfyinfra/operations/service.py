@@ -9,6 +9,7 @@ from pyinfra import host
 from pyinfra.api import FactBase, operation
 
 from comfyinfra.operations.common import changed, fail_command, q
+from comfyinfra.operations.snapshot import observe
 
 
 class SystemStats(FactBase):
@@ -42,7 +43,7 @@ def wait_healthy(url: str, timeout_s: int, log_command: str, expect_device: str,
       runs (a dry run predicts it; the live answer right after a restart may still be the old process)
     """
     if not changed(*after):
-        stats = host.get_fact(SystemStats, url=url)
+        stats = observe(SystemStats, url=url)
         if stats is not None:
             got = device_type(stats)
             if got == expect_device:
@@ -102,20 +103,19 @@ def secret_file(path: str, owner: str):
 
 
 class SupervisorStatus(FactBase):
-    """Whether supervisord answers on `conf`'s socket, and the state of each program (RUNNING, STOPPED, ...)."""
+    """Whether supervisord answers on `conf`'s socket, and the state of every program (RUNNING, STOPPED, ...)."""
 
     @staticmethod
     def default() -> dict[str, str]:
         return {}
 
-    def command(self, conf: str, programs: tuple[str, ...] = ()) -> str:
+    def command(self, conf: str) -> str:
         ctl = f"supervisorctl -c {q(conf)}"
-        names = " ".join(q(p) for p in programs)
-        status = f"; {ctl} status {names} 2>/dev/null | awk '{{print $1 \"=\" $2}}'" if programs else ""
-        return f"if {ctl} pid >/dev/null 2>&1; then echo supervisord=up{status}; else echo supervisord=down; fi"
+        return (f"if {ctl} pid >/dev/null 2>&1; then echo supervisord=up; {ctl} status 2>/dev/null "
+                "| awk '{print $1 \"=\" $2}'; else echo supervisord=down; fi")
 
     def process(self, output) -> dict[str, str]:
-        return dict(line.split("=", 1) for line in output if "=" in line)
+        return dict(line.strip().split("=", 1) for line in output if "=" in line)
 
 
 @operation()
@@ -125,11 +125,11 @@ def supervisord_running(conf: str):
 
     + conf: supervisord's main config file
     """
-    if host.get_fact(SupervisorStatus, conf=conf).get("supervisord") == "up":
+    if observe(SupervisorStatus, conf=conf).get("supervisord") == "up":
         host.noop("supervisord already running")
         return
-    yield (
-        f"supervisord -c {q(conf)} && i=0; until supervisorctl -c {q(conf)} pid >/dev/null 2>&1; do "
+    yield (  # safe when it started meanwhile (installing the package starts it on some hosts)
+        f"supervisorctl -c {q(conf)} pid >/dev/null 2>&1 || supervisord -c {q(conf)} && i=0; until supervisorctl -c {q(conf)} pid >/dev/null 2>&1; do "
         "i=$((i+1)); [ $i -gt 30 ] && { echo 'comfyinfra: supervisord did not come up' >&2; exit 1; }; sleep 1; done"
     )
 
@@ -148,9 +148,11 @@ def supervisor_programs_running(conf: str, programs: tuple[str, ...], start_comm
     if changed(*after):
         host.noop(f"{', '.join(programs)} (re)started by this deploy")
         return
-    status = host.get_fact(SupervisorStatus, conf=conf, programs=tuple(programs))
+    status = observe(SupervisorStatus, conf=conf)
     down = [p for p in programs if status.get(p) not in ("RUNNING", "STARTING")]
     if not down:
         host.noop(f"{', '.join(programs)} running")
         return
-    yield start_command or f"supervisorctl -c {q(conf)} start {' '.join(q(p) for p in down)}"
+    ctl = f"supervisorctl -c {q(conf)}"
+    yield start_command or " && ".join(  # safe if one started meanwhile (supervisord itself started by this run)
+        f"{{ {ctl} status {q(p)} | grep -qE 'RUNNING|STARTING' || {ctl} start {q(p)}; }}" for p in down)

@@ -1,0 +1,96 @@
+"""One round trip per host for everything a deploy compares against.
+
+pyinfra asks each fact with its own SSH command: a no-op redeploy of a ComfyUI host asked about 60,
+and each costs a round trip plus the remote login shell's start-up (bench/noop_redeploy.py). Here the
+facts a deploy will need are declared up front (`expect`, from each role's `probes(plan)`), run as
+one command, and each operation reads its value with `observe`, which falls back to asking pyinfra
+when a fact was not declared. The snapshot is the state before this run: what `--dry` shows and what
+the run then decides on; an operation whose earlier sibling changes what it reads watches that
+sibling (`after=`) or issues a command that is safe either way.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pyinfra import host, logger
+from pyinfra.api import FactBase
+
+from comfyinfra.operations.common import as_user
+
+MARK = "@@comfyinfra-fact"
+
+# (fact class, kwargs as sorted items, user to run it as or None for the SSH user)
+Probe = tuple[type[FactBase], tuple[tuple[str, Any], ...], "str | None"]
+
+
+def probe(cls: type[FactBase], run_as: str | None = None, **kwargs) -> Probe:
+    """A fact to ask with these kwargs, as `run_as` (None: the SSH user, i.e. root or sudo)."""
+    return (cls, tuple(sorted(kwargs.items())), run_as)
+
+
+class Batch(FactBase):
+    """Several facts in one command: each runs in its own subshell (as its user), delimited by markers;
+    each section is processed by its fact, or is its default() when it failed or printed nothing."""
+
+    def command(self, probes: tuple[Probe, ...]) -> str:
+        parts = []
+        for index, (cls, kwargs, user) in enumerate(probes):
+            command = cls().command(**dict(kwargs))
+            if not isinstance(command, str):  # pyinfra's own facts build StringCommands
+                command = command.get_raw_value()
+            if user:
+                command = as_user(user, command)
+            # the echo ends output that has no final newline (curl's JSON), so the marker gets its own line
+            parts.append(f"echo '{MARK} {index}'; (\n{command}\n) 2>/dev/null; rc=$?; echo; echo \"{MARK} rc=$rc\"")
+        return "\n".join(parts)
+
+    def process(self, output) -> list:
+        sections: list[list[str]] = []
+        status: list[bool] = []
+        for line in output:
+            if line.startswith(f"{MARK} rc="):
+                status.append(line.strip() == f"{MARK} rc=0")
+                if sections and sections[-1] and not sections[-1][-1].strip():
+                    sections[-1].pop()  # the newline the command adds after each section
+            elif line.startswith(f"{MARK} "):
+                sections.append([])
+            elif sections:
+                sections[-1].append(line)
+        return [sections, status]
+
+
+def ask(*probes: Probe) -> list:
+    """The values of these facts from this host, in one round trip."""
+    # As the SSH user (root, or sudo where configured), whatever operation asks first: each probe names its user.
+    sections, status = host.get_fact(Batch, probes=tuple(probes), _su_user=None, _stdin=None) or ([], [])
+    values = []
+    for index, (cls, _kwargs, _user) in enumerate(probes):
+        fact = cls()
+        lines = sections[index] if index < len(sections) else []
+        ok = index < len(status) and status[index]
+        values.append(fact.process(lines) if ok and lines else fact.default())
+    return values
+
+
+_EXPECTED: dict[str, tuple[Probe, ...]] = {}
+_SNAPSHOTS: dict[str, dict] = {}
+
+
+def expect(probes: list[Probe]) -> None:
+    """Declare the facts this host's operations will observe; they are asked together, once, by the first."""
+    _EXPECTED[host.name] = tuple(dict.fromkeys(probes))
+    _SNAPSHOTS.pop(host.name, None)
+
+
+def observe(cls: type[FactBase], **kwargs):
+    """A fact's value for this host: from the host's snapshot when it was declared, else asked now."""
+    key = (cls, tuple(sorted(kwargs.items())))
+    expected = _EXPECTED.get(host.name, ())
+    snapshot = _SNAPSHOTS.get(host.name)
+    if snapshot is None and expected:
+        snapshot = _SNAPSHOTS[host.name] = {(c, k): v for (c, k, _), v in zip(expected, ask(*expected))}
+    if snapshot is not None and key in snapshot:
+        return snapshot[key]
+    logger.debug(f"{host.print_prefix}fact {cls.__name__} {kwargs} not in the snapshot: asked on its own")
+    return host.get_fact(cls, **kwargs)

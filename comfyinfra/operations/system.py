@@ -1,0 +1,236 @@
+"""The host's system state: OS packages, the service user, directories, managed files, crontab
+entries, systemd units, the venv.
+
+pyinfra's operations for these (apt.packages, server.user, files.directory/put/template,
+crontab.crontab, systemd.service, pip.venv) each ask their own facts: two to four round trips per
+file or directory, every run. These read the state from the host's snapshot
+(comfyinfra.operations.snapshot: one round trip for the whole deploy) and do nothing when it matches;
+when it doesn't, most hand over to pyinfra's own operation, which reads the live state and does the
+work (atomic uploads through a temporary file, `--diff` output).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from dataclasses import dataclass
+
+from pyinfra import host
+from pyinfra.api import FactBase, operation
+from pyinfra.api.util import try_int
+from pyinfra.facts.crontab import Crontab
+from pyinfra.operations import crontab, files, systemd
+
+from comfyinfra.operations.common import fail_command, q
+from comfyinfra.operations.snapshot import observe
+
+
+class CurrentUser(FactBase):
+    """The user commands run as (after sudo, when configured)."""
+
+    def command(self) -> str:
+        return "id -un"
+
+    def process(self, output) -> str:
+        return "".join(output).strip()
+
+
+@dataclass(frozen=True)
+class PathInfo:
+    type: str  # file | directory | link | other
+    mode: str  # octal, e.g. "755"
+    user: str
+    group: str
+    sha256: str = ""  # files only
+
+
+class PathState(FactBase):
+    """Type, mode, owner and (for files) sha256 of a path, not following links; None when absent."""
+
+    def command(self, path: str) -> str:
+        p = q(path)
+        return (f"if [ -L {p} ]; then echo link; elif [ -d {p} ]; then echo directory; elif [ -f {p} ]; then echo file; "
+                f"elif [ -e {p} ]; then echo other; else exit 0; fi; stat -c '%a %U %G' {p}; "
+                f"[ -f {p} ] && [ ! -L {p} ] && sha256sum {p} | cut -d' ' -f1; true")
+
+    def process(self, output) -> PathInfo | None:
+        lines = [line.strip() for line in output if line.strip()]
+        if len(lines) < 2:
+            return None
+        mode, user, group = lines[1].split()
+        return PathInfo(lines[0], mode, user, group, lines[2] if len(lines) > 2 else "")
+
+
+def _same(info: PathInfo | None, kind: str, user: str, group: str, mode: str, sha256: str = "") -> bool:
+    return (info is not None and info.type == kind and (info.user, info.group) == (user, group)
+            and info.mode == mode.lstrip("0") and info.sha256 == sha256)
+
+
+@operation()
+def directory(path: str, user: str, group: str, mode: str = "755"):
+    """
+    A directory with this owner and mode.
+
+    + path: the directory
+    + user, group: its owner
+    + mode: octal, e.g. "755"
+    """
+    info = observe(PathState, path=path)
+    if _same(info, "directory", user, group, mode):
+        host.noop(f"{path} in place")
+        return
+    if info is not None and info.type != "directory":
+        yield fail_command(f"{path} exists and is not a directory ({info.type}); move it away and deploy again")
+        return
+    yield f"mkdir -p {q(path)} && chown {q(user)}:{q(group)} {q(path)} && chmod {mode} {q(path)}"
+
+
+@operation()
+def managed_file(dest: str, content: bytes, user: str = "root", group: str = "root", mode: str = "644"):
+    """
+    A file with exactly this content, owner and mode (uploaded through a temporary file and moved into place).
+
+    + dest: path on the host
+    + content: the bytes it must hold (a rendered template, a helper program)
+    + user, group, mode: its owner and octal mode
+    """
+    if _same(observe(PathState, path=dest), "file", user, group, mode, hashlib.sha256(content).hexdigest()):
+        host.noop(f"{dest} up to date")
+        return
+    yield from files.put._inner(src=io.BytesIO(content), dest=dest, user=user, group=group, mode=mode)
+
+
+@operation()
+def absent_file(path: str):
+    """
+    No file at `path`.
+
+    + path: the file that must not exist
+    """
+    if observe(PathState, path=path) is None:
+        host.noop(f"{path} absent")
+        return
+    yield f"rm -f {q(path)}"
+
+
+@operation()
+def venv(path: str, python: str):
+    """
+    A Python venv at `path` (made with `<python> -m venv` when its interpreter is missing).
+
+    + path: the venv directory
+    + python: the host's interpreter that makes it
+    """
+    if observe(PathState, path=f"{path}/bin/python") is not None:
+        host.noop(f"venv {path} exists")
+        return
+    yield f"{q(python)} -m venv {q(path)}"
+
+
+class DebStatus(FactBase):
+    """Which of these Debian packages are installed; None where there is no dpkg (not a Debian host)."""
+
+    def command(self, packages: tuple[str, ...]) -> str:
+        names = " ".join(q(p) for p in packages)
+        return (f"command -v dpkg-query >/dev/null 2>&1 || {{ echo no-dpkg; exit 0; }}; "
+                f"dpkg-query -W -f='${{Package}} ${{db:Status-Abbrev}}\\n' {names} 2>/dev/null; true")
+
+    def process(self, output) -> frozenset[str] | None:
+        lines = [line.split() for line in output if line.strip()]
+        if ["no-dpkg"] in lines:
+            return None
+        return frozenset(fields[0] for fields in lines if len(fields) > 1 and fields[1] == "ii")
+
+
+@operation()
+def os_packages(packages: tuple[str, ...]):
+    """
+    Debian packages installed (apt-get update only when one is missing: a no-op run leaves apt alone).
+
+    + packages: names
+    """
+    installed = observe(DebStatus, packages=tuple(packages))
+    if installed is None:
+        host.noop("not a Debian host: OS packages are the image's business")
+        return
+    missing = [p for p in packages if p not in installed]
+    if not missing:
+        host.noop(f"{len(packages)} packages installed")
+        return
+    names = " ".join(q(p) for p in missing)
+    yield (f"apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "
+           f"-o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold {names}")
+
+
+class Passwd(FactBase):
+    """A user's passwd entry as {home, shell}; None when there is no such user."""
+
+    def command(self, user: str) -> str:
+        return f"getent passwd {q(user)} || true"
+
+    def process(self, output) -> dict | None:
+        fields = "".join(output).strip().split(":")
+        return {"home": fields[5], "shell": fields[6]} if len(fields) == 7 else None
+
+
+@operation()
+def service_user(user: str, home: str, shell: str = "/usr/sbin/nologin"):
+    """
+    A system user (and its group) to run the service.
+
+    + user: name
+    + home: its home, set at creation only (moving an existing user's home fails while its processes run)
+    + shell: login shell
+    """
+    entry = observe(Passwd, user=user)
+    if entry is None:
+        yield (f"id -u {q(user)} >/dev/null 2>&1 || useradd --system --user-group --no-create-home "
+               f"--home-dir {q(home)} --shell {q(shell)} {q(user)}")
+    elif entry["shell"] != shell:
+        yield f"usermod --shell {q(shell)} {q(user)}"
+    else:
+        host.noop(f"user {user} exists")
+
+
+@operation()
+def cron_entry(user: str, cron_name: str, command: str, minute: str, hour: str, day_of_month: str, month: str,
+               day_of_week: str):
+    """
+    One named entry in a user's crontab (pyinfra's format, `# pyinfra-name=<cron_name>` above the line).
+
+    + user: whose crontab
+    + cron_name: the entry's name, which finds it again
+    + command, minute, hour, day_of_month, month, day_of_week: the entry
+    """
+    fields = {"minute": minute, "hour": hour, "day_of_month": day_of_month, "month": month, "day_of_week": day_of_week}
+    existing = (observe(Crontab, user=user) or Crontab().default()).get_command(name=cron_name)
+    if existing and f"# pyinfra-name={cron_name}" in existing.get("comments", []) \
+            and existing.get("command") == command and all(try_int(v) == existing.get(k) for k, v in fields.items()):
+        host.noop(f"cron entry {cron_name!r} in place")
+        return
+    yield from crontab.crontab._inner(command=command, user=user, cron_name=cron_name, **fields)
+
+
+class SystemdUnit(FactBase):
+    """`systemctl is-active` and `is-enabled` of a unit, e.g. {'active': 'active', 'enabled': 'enabled'}."""
+
+    def command(self, unit: str) -> str:
+        return (f"echo active=$(systemctl is-active {q(unit)} 2>/dev/null); "
+                f"echo enabled=$(systemctl is-enabled {q(unit)} 2>/dev/null)")
+
+    def process(self, output) -> dict[str, str]:
+        return dict(line.strip().split("=", 1) for line in output if "=" in line)
+
+
+@operation()
+def unit_running(unit: str):
+    """
+    A systemd unit enabled and active.
+
+    + unit: e.g. comfyui.service
+    """
+    state = observe(SystemdUnit, unit=unit) or {}
+    if state.get("active") == "active" and state.get("enabled") == "enabled":
+        host.noop(f"{unit} enabled and running")
+        return
+    yield from systemd.service._inner(service=unit, running=True, enabled=True)
