@@ -9,7 +9,15 @@ from pyinfra.facts.crontab import Crontab
 from comfyinfra.operations.common import on_change
 from comfyinfra.operations.service import supervisor_programs_running
 from comfyinfra.operations.snapshot import probe
-from comfyinfra.operations.system import PathState, SystemdUnit, absent_file, cron_entry, directory, managed_file, unit_running
+from comfyinfra.operations.system import (
+    PathState,
+    SystemdUnit,
+    absent_file,
+    cron_entry,
+    directory,
+    managed_file,
+    unit_running,
+)
 from comfyinfra.plan import HostPlan
 from comfyinfra.spec import WORKFLOWS_DIR
 from roles import template
@@ -18,7 +26,7 @@ from roles.service import SERVICE, SUPERVISORCTL, SUPERVISORD_CONF
 GPU_MONITOR = Path(__file__).resolve().parent.parent / "comfyinfra" / "host_helpers" / "gpu_monitor.py"
 LOGROTATE = f"/etc/logrotate.d/{SERVICE}"
 EXTRAS = f"/etc/supervisor/conf.d/{SERVICE}-extras.conf"
-MONITOR_UNITS = (f"/etc/systemd/system/{SERVICE}-gpu-monitor.service", f"/etc/systemd/system/{SERVICE}-gpu-monitor.timer")
+MONITOR_UNITS = tuple(f"/etc/systemd/system/{SERVICE}-gpu-monitor.{kind}" for kind in ("service", "timer"))
 
 
 def gpu_monitor(plan: HostPlan) -> bool:

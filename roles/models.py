@@ -43,7 +43,7 @@ def states_args(plan: HostPlan) -> dict:
 
 
 def probes(plan: HostPlan) -> list:
-    found = [*(probe(PathState, path=path) for path in directories(plan)), probe(PathState, path=plan.paths.extra_model_paths)]
+    found = [probe(PathState, path=path) for path in (*directories(plan), plan.paths.extra_model_paths)]
     if plan.models:
         found += [probe(PathState, path=plan.paths.model_sync_helper),
                   probe(ModelStates, run_as=plan.spec.service_user, **states_args(plan))]

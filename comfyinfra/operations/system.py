@@ -130,9 +130,13 @@ def venv(path: str, python: str):
 class DebStatus(FactBase):
     """Which of these Debian packages are installed; None where there is no dpkg (not a Debian host)."""
 
+    @staticmethod
+    def default() -> frozenset[str]:
+        return frozenset()  # unknown: install them all (apt-get says so loudly if it can't)
+
     def command(self, packages: tuple[str, ...]) -> str:
         names = " ".join(q(p) for p in packages)
-        return (f"command -v dpkg-query >/dev/null 2>&1 || {{ echo no-dpkg; exit 0; }}; "
+        return (f"command -v dpkg-query >/dev/null 2>&1 || {{ echo no-dpkg; exit 0; }}; echo dpkg; "
                 f"dpkg-query -W -f='${{Package}} ${{db:Status-Abbrev}}\\n' {names} 2>/dev/null; true")
 
     def process(self, output) -> frozenset[str] | None:

@@ -74,6 +74,7 @@ def world():
     daemon.stop()
     if shutil.which("supervisorctl"):
         Path("/etc/supervisor/conf.d/comfyui.conf").unlink(missing_ok=True)
+        Path("/etc/supervisor/conf.d/comfyui-extras.conf").unlink(missing_ok=True)
         subprocess.run(["supervisorctl", "-c", SUPERVISORD_CONF, "update"], capture_output=True)
         if not supervisord_was_running:
             subprocess.run(["supervisorctl", "-c", SUPERVISORD_CONF, "shutdown"], capture_output=True)

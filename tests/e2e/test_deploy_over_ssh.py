@@ -145,6 +145,16 @@ def test_second_deploy_reports_zero_changes(world):
     assert comfyui_pid(world) == pid, "a no-op deploy restarted ComfyUI"
 
 
+def test_noop_deploy_asks_the_host_twice(world):
+    """A no-op costs two round trips (the plan's facts, then the snapshot the roles compare against), not one
+    or more per operation: counted in pyinfra's own -v log, not timed (bench/noop_redeploy.py times it)."""
+    inventory = world.inventory("fleet", {HOST: world.host_data()})
+    result = pyinfra(inventory, "-y", "--json", "-v")
+    assert result.rc == 0 and result.changes(HOST) == [], explain(result)
+    loaded = [line for line in result.stderr.splitlines() if "Loaded fact" in line]
+    assert len(loaded) == 2 and all("Batch" in line for line in loaded), "\n".join(loaded)
+
+
 def test_local_changes_in_the_checkout_are_corrected_and_reported(world):
     tampered = Path(world.install_root, "ComfyUI", "comfyui_version.py")
     original = tampered.read_text()

@@ -29,7 +29,7 @@ def smoke_world(world):
         nodes = [{"name": "demo", "repo": world.node.url, "ref": world.node.commit,
                   "node_classes": ["DemoSolidImage", "DemoInvert"]}]
         inventory = world.inventory("smoke", {HOST: world.host_data(model_catalog=catalog, models=["tiny"],
-                                                                    custom_nodes=nodes)})
+                                                                    custom_nodes=nodes, run_cron_daemon=True)})
         result = pyinfra(inventory, "-y", "--json")
         assert result.rc == 0, result.stderr[-4000:]
         yield world, inventory
@@ -94,6 +94,20 @@ def test_missing_model_fails_exactly_its_test(smoke_world, tmp_path):
     assert failed(run_smoke(inventory, tmp_path)) == [f"test_model_present[tiny-ssh://{HOST}]"]
     assert pyinfra(inventory, "-y").rc == 0
     assert failed(run_smoke(inventory, tmp_path)) == []
+
+
+def test_stopped_cron_daemon_fails_exactly_its_test_and_the_deploy_starts_it(smoke_world, tmp_path):
+    """RunPod-like: cron runs under supervisord. Stopped by hand, the smoke suite says so, and the next
+    deploy starts it again (one change: 'Helper programs running'); the one after changes nothing."""
+    world, inventory = smoke_world
+    subprocess.run(["supervisorctl", "-c", "/etc/supervisor/supervisord.conf", "stop", "comfyui-cron"], check=True,
+                   capture_output=True)
+    assert failed(run_smoke(inventory, tmp_path)) == [f"test_cron_daemon_running[ssh://{HOST}]"]
+    redeploy = pyinfra(inventory, "-y", "--json")
+    assert redeploy.rc == 0 and redeploy.changes(HOST) == ["Host operations | Helper programs running (comfyui-cron)"], \
+        redeploy.changed
+    assert failed(run_smoke(inventory, tmp_path)) == []
+    assert pyinfra(inventory, "-y", "--json").changes(HOST) == []
 
 
 def test_load_test_against_the_inventory(smoke_world, tmp_path):

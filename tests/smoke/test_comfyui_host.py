@@ -134,6 +134,18 @@ def test_cleanup_crons_installed(host, target):
     assert not missing, f"cron entries missing: {missing}; redeploy"
 
 
+def test_cron_daemon_running(host, target):
+    """The cleanup entries fire only while a cron daemon runs: supervised in containers (run_cron_daemon)."""
+    if target.spec.run_cron_daemon:
+        status = host.run(f"{SUPERVISORCTL} status comfyui-cron").stdout
+        assert "RUNNING" in status, f"supervisord reports: {status.strip()!r}; redeploy (it starts it again)"
+    elif target.service_manager == "systemd":
+        assert host.service("cron").is_running, "cron.service is not running: the cleanup entries never fire"
+    else:
+        assert host.run("pgrep -x cron || pgrep -x crond").rc == 0, \
+            "no cron daemon runs, so the cleanup entries never fire; set run_cron_daemon = True (containers)"
+
+
 def test_gpu_monitor_installed(host, target):
     if not (target.gpus and target.spec.gpu_monitor):
         pytest.skip("no GPU (or gpu_monitor off): nothing to monitor")

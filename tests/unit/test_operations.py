@@ -159,6 +159,16 @@ FRESH_HOST_OPS = [
      dict(conf="/etc/supervisor/supervisord.conf", programs=("comfyui",)), "start comfyui"),
     ("wait_healthy", "comfyinfra.operations.service",
      dict(url=STATS_URL, timeout_s=5, log_command="true", expect_device="cpu"), "until curl"),
+    ("os_packages", "comfyinfra.operations.system", dict(packages=("git", "supervisor")), "apt-get install"),
+    ("service_user", "comfyinfra.operations.system", dict(user="comfy", home="/opt/comfyui"), "useradd"),
+    ("directory", "comfyinfra.operations.system", dict(path="/opt/comfyui", user="comfy", group="comfy"), "mkdir -p"),
+    ("managed_file", "comfyinfra.operations.system", dict(dest="/opt/comfyui/.comfyinfra/c.txt", content=b"x"),
+     "chmod"),
+    ("venv", "comfyinfra.operations.system", dict(path="/opt/comfyui/venv", python="python3"), "-m venv"),
+    ("cron_entry", "comfyinfra.operations.system",
+     dict(user="comfy", cron_name="c", command="true", minute="*/15", hour="*", day_of_month="*", month="*",
+          day_of_week="*"), "crontab"),
+    ("unit_running", "comfyinfra.operations.system", dict(unit="comfyui.service"), "systemctl"),
 ]
 
 
