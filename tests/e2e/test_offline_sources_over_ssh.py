@@ -93,6 +93,17 @@ def test_a_torch_wheel_found_nowhere_stops_the_host_before_anything(world, mirro
     assert not Path(install_root).exists() and result.changes(HOST) == []
 
 
+def test_an_unreachable_torch_index_stops_the_host_before_anything(world, mirrors):
+    """A CPU host that can't reach its torch index (and has no wheelhouse) is told so before pip runs."""
+    install_root = str(world.root / "never")
+    data = offline_data(world, install_root, pip_sources={"torch_index_url": "http://127.0.0.1:9/simple"})
+    result = deploy(world, data, mirrors / "ComfyUI.git")
+    assert result.rc != 0
+    assert "cannot get torch==2.13.0+cpu from http://127.0.0.1:9/simple" in result.stderr, explain(result)
+    assert "pip_sources.torch_index_url" in result.stderr
+    assert not Path(install_root).exists() and result.changes(HOST) == []
+
+
 def test_offline_recipe_deploys_from_mirrors_and_a_wheelhouse(world, mirrors, wheelhouse):
     install_root = str(world.root / "offline")
     nodes = [{"name": "demo", "repo": f"file://{mirrors}/demo-node.git", "ref": world.node.commit}]
