@@ -170,6 +170,11 @@ class HostPlan:
         return "read-only" if under_home else "yes"
 
     @property
+    def service_log(self) -> str:
+        """Where ComfyUI's own output goes, for hints: the journal under systemd, a file under supervisord."""
+        return "journalctl -u comfyui" if self.service_manager == "systemd" else f"{self.paths.logs}/comfyui.log"
+
+    @property
     def torch_source(self) -> str | None:
         """The index pip gets the torch set from: the variant's (or overridden) index, else pip's own;
         None with no_index (find_links only)."""
@@ -241,6 +246,21 @@ def effective_gpus(spec: HostSpec, probe: GpuProbe) -> tuple[Gpu, ...]:
         if mismatches:
             raise PlanError("declared gpu does not match the host: " + "; ".join(mismatches) + ". Fix or remove field gpu.")
     return detected
+
+
+# systemd gives the unit a private /tmp and /var/tmp (PrivateTmp=yes): a tree under them is invisible to
+# the service (status=226/NAMESPACE), so a plan that puts one there is refused.
+PRIVATE_TMP = ("/tmp", "/var/tmp")
+
+
+def check_private_tmp(spec: HostSpec, paths: Paths, service_manager: str) -> None:
+    if service_manager != "systemd":
+        return
+    for field, path in (("install_root", paths.root), ("models_dir", paths.models)):
+        hidden = next((t for t in PRIVATE_TMP if path == t or path.startswith(t + "/")), None)
+        if hidden:
+            raise PlanError(f"{field} {path} is under {hidden}, which the systemd unit's PrivateTmp=yes hides from "
+                            f"ComfyUI (it could never start); allowed: a path outside /tmp and /var/tmp, e.g. /opt/comfyui")
 
 
 def choose_service_manager(spec: HostSpec, platform: HostPlatform) -> str:
@@ -337,6 +357,8 @@ def make_plan(spec: HostSpec, platform: HostPlatform, probe: GpuProbe) -> HostPl
                             torch.reason + ", index overridden")
     elif spec.pip_sources.no_index:
         torch = TorchChoice(torch.variant, None, torch.requirements, torch.reason + ", from find_links only (no_index)")
+    service_manager = choose_service_manager(spec, platform)
+    check_private_tmp(spec, paths, service_manager)
     nodes = tuple(
         NodePlan(node.name, f"{paths.custom_nodes}/{node.name}", pin(node.repo, node.ref), node.install_requirements)
         for node in spec.custom_nodes
@@ -350,7 +372,7 @@ def make_plan(spec: HostSpec, platform: HostPlatform, probe: GpuProbe) -> HostPl
         torch=torch,
         constraints=torch.requirements,
         pip_config=pip_config(spec, paths),
-        service_manager=choose_service_manager(spec, platform),
+        service_manager=service_manager,
         launch_args=launch_args(spec, paths, gpus),
         env=service_env(spec, paths, gpus),
         cron=cleanup_jobs(spec, paths),

@@ -19,6 +19,7 @@ from pydantic import ValidationError
 from pyinfra.api.arguments import all_global_arguments
 from pyinfra.api.connectors import get_all_connectors
 
+from comfyinfra.plan import PlanError, check_private_tmp, make_paths
 from comfyinfra.spec import SPEC_FIELDS, HostKind, HostSpec
 from comfyinfra.torch_matrix import Gpu, TorchChoiceError, choose_torch
 
@@ -129,7 +130,7 @@ def check_host(host_name: str, data: dict[str, Any], sources: dict[str, str],
                 message = f"{item['input']!r} is not allowed; {message.lower()}"
             problems.append(Problem(host_name, field, sources.get(top, ""), message))
     if spec is not None:
-        problems += _declared_gpu_torch(host_name, spec, sources)
+        problems += _declared_gpu_torch(host_name, spec, sources) + _private_tmp(host_name, spec, sources)
     if spec is not None and require_secrets:
         problems += _controller_secrets(host_name, spec, sources)
     return spec, problems
@@ -149,6 +150,19 @@ def _declared_gpu_torch(host_name: str, spec: HostSpec, sources: dict[str, str])
     driverless = Gpu(declared.name, declared.vram_mib, declared.compute_capability, None)
     field = "gpu" if _torch_refusal(spec, driverless) else "gpu.driver_version"
     return [Problem(host_name, field, sources.get("gpu", ""), error)]
+
+
+def _private_tmp(host_name: str, spec: HostSpec, sources: dict[str, str]) -> list[Problem]:
+    """A tree under /tmp or /var/tmp can't run under the unit's PrivateTmp: refused now when systemd is declared
+    (with service_manager auto the host's facts decide, and the plan refuses it there, before anything is done)."""
+    if spec.service_manager != "systemd":
+        return []
+    try:
+        check_private_tmp(spec, make_paths(spec.install_root, spec.models_dir), "systemd")
+    except PlanError as error:
+        field = str(error).split()[0]
+        return [Problem(host_name, field, sources.get(field, ""), str(error))]
+    return []
 
 
 def _torch_refusal(spec: HostSpec, gpu: Gpu) -> str | None:

@@ -58,4 +58,6 @@ def base(plan: HostPlan):
     user = plan.spec.service_user
     service_user(name=f"Service user {user}", user=user, home=plan.paths.root)
     for path in host.loop(tree(plan)):
-        directory(name=f"Directory {path}", path=path, user=user, group=user, mode="755")
+        # ComfyUI deletes and re-creates temp/ at every start, with the service's umask (0027 under systemd)
+        mode = None if path == plan.paths.temp else "755"
+        directory(name=f"Directory {path}", path=path, user=user, group=user, mode=mode)

@@ -61,19 +61,19 @@ class PathState(FactBase):
         return PathInfo(lines[0], mode, user, group, lines[2] if len(lines) > 2 else "")
 
 
-def _same(info: PathInfo | None, kind: str, user: str, group: str, mode: str, sha256: str = "") -> bool:
+def _same(info: PathInfo | None, kind: str, user: str, group: str, mode: str | None, sha256: str = "") -> bool:
     return (info is not None and info.type == kind and (info.user, info.group) == (user, group)
-            and info.mode == mode.lstrip("0") and info.sha256 == sha256)
+            and (mode is None or info.mode == mode.lstrip("0")) and info.sha256 == sha256)
 
 
 @operation()
-def directory(path: str, user: str, group: str, mode: str = "755"):
+def directory(path: str, user: str, group: str, mode: str | None = "755"):
     """
     A directory with this owner and mode.
 
     + path: the directory
     + user, group: its owner
-    + mode: octal, e.g. "755"
+    + mode: octal, e.g. "755"; None: any (made 755), for a directory its owner re-creates with its own umask
     """
     info = observe(PathState, path=path)
     if _same(info, "directory", user, group, mode):
@@ -82,7 +82,8 @@ def directory(path: str, user: str, group: str, mode: str = "755"):
     if info is not None and info.type != "directory":
         yield fail_command(f"{path} exists and is not a directory ({info.type}); move it away and deploy again")
         return
-    yield f"mkdir -p {q(path)} && chown {q(user)}:{q(group)} {q(path)} && chmod {mode} {q(path)}"
+    chmod = f" && chmod {mode or 755} {q(path)}" if mode or info is None else ""
+    yield f"mkdir -p {q(path)} && chown {q(user)}:{q(group)} {q(path)}{chmod}"
 
 
 @operation()

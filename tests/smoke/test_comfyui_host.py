@@ -80,7 +80,7 @@ def test_custom_node_loaded(host, target, node_name):
     missing = [cls for cls in declared if cls not in info]
     assert from_node and not missing, (
         f"custom node {node_name!r} did not load ({'missing ' + ', '.join(missing) if missing else 'no class from it'}): "
-        f"look for 'IMPORT FAILED' / 'Cannot import' in {target.paths.logs}/comfyui.log")
+        f"look for 'IMPORT FAILED' / 'Cannot import' in {target.service_log}")
 
 
 def test_model_present(host, target, model_name):

@@ -164,6 +164,8 @@ CASES = [
     ("no-index-without-wheelhouse", 'linux = [("h1", {"pip_sources": {"no_index": True}})]',
      ["field pip_sources", "no_index needs find_links"]),
     ("trailing-newline-in-tag", 'linux = [("h1", {"comfyui_ref": "v0.3.64\\n"})]', ["field comfyui_ref"]),
+    ("systemd-under-var-tmp", 'linux = [("h1", {"service_manager": "systemd", "install_root": "/var/tmp/comfy"})]',
+     ["field install_root", "PrivateTmp=yes hides", "outside /tmp and /var/tmp"]),
     ("service-manager", 'linux = [("h1", {"service_manager": "docker"})]',
      ["field service_manager", "'docker' is not allowed", "'supervisor'"]),
 ]

@@ -155,3 +155,15 @@ def test_air_gapped_sources_use_find_links_only():
     plan = make_plan(spec(pip_sources={"no_index": True, "find_links": ["/srv/wheels"]}), X86_CONTAINER, GpuProbe())
     assert plan.torch.index_url is None and plan.torch_source is None
     assert ("no-index", "true") in plan.pip_config and ("find-links", "/srv/wheels") in plan.pip_config
+
+
+@pytest.mark.parametrize("root", ["/var/tmp/comfy", "/tmp/x/install"])
+def test_install_root_under_private_tmp_is_refused_on_systemd(root):
+    with pytest.raises(PlanError, match="PrivateTmp=yes hides"):
+        make_plan(spec(install_root=root), X86_SYSTEMD, GpuProbe())
+    assert make_plan(spec(install_root=root), X86_CONTAINER, GpuProbe()).service_manager == "supervisor"
+
+
+def test_hints_name_the_journal_on_systemd():
+    assert make_plan(spec(), X86_SYSTEMD, GpuProbe()).service_log == "journalctl -u comfyui"
+    assert make_plan(spec(), X86_CONTAINER, GpuProbe()).service_log == "/opt/comfyui/logs/comfyui.log"

@@ -7,6 +7,7 @@ import configparser
 import re
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -22,6 +23,18 @@ SYSTEMD = HostPlatform(arch="x86_64", wsl=False, systemd=True, mem_total_mib=640
 RTX4090 = GpuProbe(gpus=(Gpu("NVIDIA GeForce RTX 4090", 24564, "8.9", "570.26", index=0, uuid="GPU-4090-aaaa"),
                          Gpu("NVIDIA GeForce RTX 3060", 12288, "8.6", "570.26", index=1, uuid="GPU-3060-bbbb")),
                    nvidia_smi="/usr/bin/nvidia-smi")
+BUILD = Path(__file__).resolve().parents[2] / "build"
+
+
+@pytest.fixture
+def opt():
+    """An install root outside /tmp and /var/tmp (the plan refuses those on systemd hosts: PrivateTmp hides them)."""
+    BUILD.mkdir(exist_ok=True)
+    root = Path(tempfile.mkdtemp(prefix="units-", dir=BUILD))
+    yield root / "opt"
+    shutil.rmtree(root, ignore_errors=True)
+
+
 needs_systemd_analyze = pytest.mark.skipif(not shutil.which("systemd-analyze"), reason="systemd-analyze not installed")
 
 
@@ -54,9 +67,8 @@ def exposure(unit: Path) -> float:
     ("gpu", RTX4090, {"gpu_select": 1, "reserve_vram_gb": 1.5, "disable_cuda_malloc": True}),
     ("wsl", RTX4090, {"host_kind": "wsl"}),
 ])
-def test_comfyui_unit_verifies_and_is_hardened(tmp_path, kind, probe, overrides):
-    root = tmp_path / "opt"
-    plan = plan_for(root, probe, **overrides)
+def test_comfyui_unit_verifies_and_is_hardened(tmp_path, opt, kind, probe, overrides):
+    plan = plan_for(opt, probe, **overrides)
     unit = render("comfyui.service.j2", tmp_path / "comfyui.service", plan=plan, service_name="comfyui")
     verify = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True, text=True)
     assert verify.returncode == 0 and "comfyui.service" not in verify.stderr, verify.stderr
@@ -64,7 +76,7 @@ def test_comfyui_unit_verifies_and_is_hardened(tmp_path, kind, probe, overrides)
     assert score <= 4.0, f"exposure {score}"
     text = unit.read_text()
     assert 'Environment="CUDA_DEVICE_ORDER=PCI_BUS_ID"' in text and "Restart=always" in text
-    assert f"ReadWritePaths={root}" in text and "ProtectSystem=strict" in text and "NoNewPrivileges=yes" in text
+    assert f"ReadWritePaths={opt}" in text and "ProtectSystem=strict" in text and "NoNewPrivileges=yes" in text
     if kind == "gpu":
         assert 'Environment="CUDA_VISIBLE_DEVICES=GPU-3060-bbbb"' in text and "DeviceAllow=char-nvidia-uvm rw" in text
         assert "--reserve-vram 1.5 --disable-cuda-malloc" in text
@@ -72,17 +84,17 @@ def test_comfyui_unit_verifies_and_is_hardened(tmp_path, kind, probe, overrides)
         assert re.search(r"--reserve-vram 1\s", text)  # the WSL GPU also drives the Windows desktop
 
 
-def test_protect_home_is_read_only_when_the_tree_is_under_home(tmp_path):
+def test_protect_home_is_read_only_when_the_tree_is_under_home(tmp_path, opt):
     spec_home = HostSpec.model_validate({
         "host_kind": "linux", "comfyui_repo": "/x", "comfyui_ref": "v1.0", "torch": {"torch": "2.9.1"},
         "install_root": "/home/comfy/comfyui", "service_user": "comfy"})
     assert make_plan(spec_home, SYSTEMD, GpuProbe()).protect_home == "read-only"  # yes would hide the tree
-    assert plan_for(tmp_path / "opt").protect_home == "yes"
+    assert plan_for(opt).protect_home == "yes"
 
 
 @needs_systemd_analyze
-def test_gpu_monitor_timer_and_service_verify(tmp_path):
-    plan = plan_for(tmp_path / "opt", RTX4090)
+def test_gpu_monitor_timer_and_service_verify(tmp_path, opt):
+    plan = plan_for(opt, RTX4090)
     service = render("gpu-monitor.service.j2", tmp_path / "comfyui-gpu-monitor.service", plan=plan)
     timer = render("gpu-monitor.timer.j2", tmp_path / "comfyui-gpu-monitor.timer", plan=plan)
     verify = subprocess.run(["systemd-analyze", "verify", str(service), str(timer)], capture_output=True, text=True)
@@ -90,8 +102,8 @@ def test_gpu_monitor_timer_and_service_verify(tmp_path):
     assert "OnUnitActiveSec=30s" in timer.read_text()
 
 
-def test_supervisor_programs_parse_with_the_environment(tmp_path):
-    plan = plan_for(tmp_path / "opt", RTX4090, gpu_select="GPU-4090", run_cron_daemon=True)
+def test_supervisor_programs_parse_with_the_environment(tmp_path, opt):
+    plan = plan_for(opt, RTX4090, gpu_select="GPU-4090", run_cron_daemon=True)
     parser = configparser.ConfigParser(interpolation=None)
     parser.read_string(get_template(str(TEMPLATES / "supervisor-comfyui.conf.j2")).render(plan=plan, service_name="comfyui"))
     parser.read_string(get_template(str(TEMPLATES / "supervisor-extras.conf.j2")).render(
