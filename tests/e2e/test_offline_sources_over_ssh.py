@@ -12,10 +12,7 @@ These deploys take over the e2e host's supervisord program; the last test gives 
 
 from __future__ import annotations
 
-import glob
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -35,21 +32,6 @@ def mirrors(world):
     for name in ("ComfyUI", "demo-node"):
         run(["git", "clone", "-q", "--bare", str(world.git.base / f"{name}.git"), str(base / f"{name}.git")])
     return base
-
-
-@pytest.fixture(scope="module")
-def wheelhouse(world):
-    """Every wheel the deploy installs: torch from this machine's wheel store, ComfyUI's requirements and
-    `requests` (with their dependencies) downloaded as a user would on a machine with internet."""
-    house = world.root / "wheelhouse"
-    torch_wheel = glob.glob("/opt/wheels/torch-2.13.0+cpu-*.whl") or glob.glob(
-        os.path.join(os.environ.get("PIP_FIND_LINKS", "/opt/wheels"), "torch-2.13.0+cpu-*.whl"))
-    if not torch_wheel:
-        pytest.skip("no torch 2.13.0+cpu wheel on this machine")
-    run([sys.executable, "-m", "pip", "download", "-q", "--disable-pip-version-check", "-d", str(house),
-         torch_wheel[0], "pyyaml", "requests"], timeout=600)
-    house.chmod(0o755)
-    return house
 
 
 def offline_data(world, install_root: str, **overrides) -> dict:
@@ -104,11 +86,11 @@ def test_an_unreachable_torch_index_stops_the_host_before_anything(world, mirror
     assert not Path(install_root).exists() and result.changes(HOST) == []
 
 
-def test_offline_recipe_deploys_from_mirrors_and_a_wheelhouse(world, mirrors, wheelhouse):
+def test_offline_recipe_deploys_from_mirrors_and_a_wheelhouse(world, mirrors, wheelhouse_dir):
     install_root = str(world.root / "offline")
     nodes = [{"name": "demo", "repo": f"file://{mirrors}/demo-node.git", "ref": world.node.commit}]
     data = offline_data(world, install_root, custom_nodes=nodes,
-                        pip_sources={"no_index": True, "find_links": [str(wheelhouse)]})
+                        pip_sources={"no_index": True, "find_links": [str(wheelhouse_dir)]})
     result = deploy(world, data, mirrors / "ComfyUI.git")
     assert result.rc == 0, explain(result)
     stats = requests.get(f"http://127.0.0.1:{world.port}/system_stats", timeout=5).json()

@@ -30,10 +30,10 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
 
 from tests.support.fixture_comfyui import free_port
 
@@ -41,7 +41,7 @@ CONTAINERS_CONF = Path(__file__).resolve().with_name("containers.conf")
 SUITE = "bookworm"
 MIRROR = "http://deb.debian.org/debian"
 # Bump when ensure_image's recipe changes in a way the package list doesn't show (the rootfs tweaks below).
-IMAGE_RECIPE_VERSION = "1"
+IMAGE_RECIPE_VERSION = "2"
 # systemd + sshd to be a host at all, and everything roles/base.py's "OS packages" step would apt-get install
 # (APT_PACKAGES for a systemd host), so that step finds them present and changes nothing.
 PACKAGES = (
@@ -75,7 +75,7 @@ def podman_env() -> dict[str, str]:
 def podman(*args: str, check: bool = True, timeout: float | None = 120, **kwargs) -> subprocess.CompletedProcess:
     kwargs.setdefault("capture_output", True)
     kwargs.setdefault("text", True)
-    proc = subprocess.run(["podman", *args], env=podman_env(), timeout=timeout, **kwargs)
+    proc = subprocess.run(["podman", *args], check=False, env=podman_env(), timeout=timeout, **kwargs)
     if check and proc.returncode != 0:
         raise RuntimeError(f"podman {' '.join(args)} failed ({proc.returncode}): {(proc.stderr or '').strip()}")
     return proc
@@ -120,7 +120,7 @@ def _build_image(tag: str) -> None:
     try:
         log(f"building {tag}: debootstrap {SUITE} from {MIRROR} ({len(PACKAGES)} packages, a few minutes)")
         proc = subprocess.run(["debootstrap", "--variant=minbase", f"--include={','.join(PACKAGES)}", SUITE,
-                               str(rootfs), MIRROR], capture_output=True, text=True, timeout=1800)
+                               str(rootfs), MIRROR], check=False, capture_output=True, text=True, timeout=1800)
         if proc.returncode != 0:
             debootstrap_log = rootfs / "debootstrap" / "debootstrap.log"
             tail = debootstrap_log.read_text(errors="replace")[-3000:] if debootstrap_log.exists() else ""
@@ -131,8 +131,8 @@ def _build_image(tag: str) -> None:
         tar = subprocess.Popen(["tar", "--numeric-owner", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE)
         try:
             imported = subprocess.run(["podman", "import", "--change", 'CMD ["/lib/systemd/systemd"]', "-", tag],
-                                      stdin=tar.stdout, capture_output=True, text=True, env=podman_env(),
-                                      timeout=900)
+                                      check=False, stdin=tar.stdout, capture_output=True, text=True,
+                                      env=podman_env(), timeout=900)
         finally:
             tar.stdout.close()
             tar_rc = tar.wait()
@@ -163,9 +163,10 @@ def _prepare_rootfs(rootfs: Path) -> None:
     (dropin_dir / "host-keys.conf").write_text(SSH_KEYGEN_DROPIN)
     root_ssh = rootfs / "root" / ".ssh"
     root_ssh.mkdir(mode=0o700, exist_ok=True)
-    # No hardware, no consoles, nothing to mount from fstab: units that only fail or idle in a container.
-    for unit in ("getty@tty1.service", "console-getty.service", "serial-getty@.service",
-                 "systemd-remount-fs.service", "sys-kernel-config.mount", "sys-kernel-debug.mount",
+    # No hardware, no consoles, nothing to mount from fstab: units that only fail or idle in a container; and
+    # apt's daily timers, which could take the dpkg lock under a deploy's apt-get.
+    for unit in ("apt-daily.timer", "apt-daily-upgrade.timer", "getty@tty1.service", "console-getty.service",
+                 "serial-getty@.service", "systemd-remount-fs.service", "sys-kernel-config.mount", "sys-kernel-debug.mount",
                  "sys-kernel-tracing.mount", "systemd-firstboot.service"):
         mask = rootfs / "etc" / "systemd" / "system" / unit
         if not mask.exists():
@@ -180,7 +181,7 @@ def _unmount_under(path: Path) -> None:
     with open("/proc/mounts") as mounts:
         targets = [line.split()[1] for line in mounts if line.split()[1].startswith(prefix)]
     for target in sorted(targets, key=len, reverse=True):
-        subprocess.run(["umount", "-l", target], capture_output=True)
+        subprocess.run(["umount", "-l", target], check=False, capture_output=True)
 
 
 # --- hosts ---------------------------------------------------------------------------------------------------
@@ -371,12 +372,16 @@ def _wait_until_ready(host: SystemdHost, cancel: threading.Event | None = None,
                     return
                 ssh_error = proc.stderr.strip()
         time.sleep(0.3)
-    raise RuntimeError(f"{host.name} (ssh port {host.port}) not ready after {timeout:.0f} s: "
+    raise RuntimeError(f"{host.name} (ssh port {host.port}) not ready after {timeout:g} s: "
                        f"is-system-running={state!r}, last ssh error={ssh_error!r}\n{_diagnostics(host)}")
 
 
 def _diagnostics(host: SystemdHost) -> str:
+    """podman logs (empty for a systemd container unless it died early: systemd logs to its journal), the
+    failed units and the journal's tail."""
     logs = podman("logs", "--tail", "40", host.name, check=False)
     failed = host.exec("systemctl", "--failed", "--no-pager", "--plain", timeout=20)
+    journal = host.exec("journalctl", "-b", "--no-pager", "-n", "40", timeout=20)
     return (f"--- podman logs --tail 40 {host.name}\n{logs.stdout}{logs.stderr}"
-            f"--- systemctl --failed\n{failed.stdout}{failed.stderr}")
+            f"--- systemctl --failed\n{failed.stdout}{failed.stderr}"
+            f"--- journalctl -b -n 40\n{journal.stdout}{journal.stderr}")

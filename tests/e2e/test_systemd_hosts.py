@@ -1,0 +1,182 @@
+"""The systemd path for real: Debian containers whose PID 1 is systemd, reached over SSH
+(tests/support/systemd_hosts.py), deployed by the same `pyinfra <inventory> deploy.py`.
+
+Two isolated systemd hosts and an unreachable third in one inventory. The fixture ComfyUI and the demo
+node come from the e2e bare repos, mounted read-only as /srv/mirror (root-owned mirrors given as plain
+paths and file:// URLs); every wheel from the e2e wheelhouse mounted as /srv/wheels (no_index): the
+containers need no network. Checked from inside the running service, not from the unit file: its
+mount table, capabilities and NoNewPrivs; then journald, kill -9, no-op, a flag change, --limit, the
+smoke suite and the load test over both hosts.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+import time
+import xml.etree.ElementTree as ET
+
+import pytest
+
+from tests.e2e.harness import REPO_ROOT, pyinfra, write_inventory
+
+pytestmark = [pytest.mark.e2e, pytest.mark.skipif(not shutil.which("podman"), reason="podman not installed")]
+HOSTS = ("sysd-a", "sysd-b")
+PORT = 8188
+
+
+@pytest.fixture(scope="module")
+def fleet(world, wheelhouse_dir):
+    from tests.support.systemd_hosts import systemd_hosts
+
+    volumes = [(str(world.git.base), "/srv/mirror"), (str(wheelhouse_dir), "/srv/wheels")]
+    with systemd_hosts(2, world.root / "systemd-hosts", volumes=volumes) as hosts:
+        yield world, dict(zip(HOSTS, hosts))
+
+
+def host_data(world, host, **overrides) -> dict:
+    data = {
+        **host.connection_data(),
+        "comfyui_repo": "/srv/mirror/ComfyUI.git",
+        "comfyui_ref": world.comfyui.commit,
+        "torch": {"torch": "2.13.0"},
+        "pip_sources": {"no_index": True, "find_links": ["/srv/wheels"]},
+        "custom_nodes": [{"name": "demo", "repo": "file:///srv/mirror/demo-node.git", "ref": world.node.commit,
+                          "node_classes": ["DemoSolidImage", "DemoInvert"]}],
+        "install_root": "/opt/comfyui",
+        "port": PORT,
+        "health_timeout_s": 120,
+        "smoke_workflows": ["cpu_smoke.json"],
+        "smoke_generate": "cpu_smoke.json",
+    }
+    data.update(overrides)
+    return data
+
+
+def inventory(fleet, name="systemd", ghost=False, **overrides):
+    world, hosts = fleet
+    entries = {name_: host_data(world, host, **overrides) for name_, host in hosts.items()}
+    if ghost:
+        entries["ghost"] = {**entries[HOSTS[0]], "ssh_port": 1, "ssh_connect_retries": 0}
+    return write_inventory(world.root / f"{name}.py", entries)
+
+
+def deploy(fleet, *args, **overrides):
+    return pyinfra(inventory(fleet, **overrides), "-y", "--json", *args)
+
+
+def explain(result) -> str:
+    return f"rc={result.rc}\nchanged={result.changed}\nfailed={result.failed}\n--- stderr ---\n{result.stderr[-6000:]}"
+
+
+def on(fleet, name: str, command: str) -> str:
+    out = fleet[1][name].exec("sh", "-c", command)
+    assert out.returncode == 0, f"{command}: {out.stderr}"
+    return out.stdout.strip()
+
+
+def main_pid(fleet, name: str) -> int:
+    return int(on(fleet, name, "systemctl show -p MainPID --value comfyui"))
+
+
+def wait_healthy(fleet, name: str, timeout: float = 90) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        out = fleet[1][name].exec("curl", "-s", "-f", "-m", "3", f"http://127.0.0.1:{PORT}/system_stats")
+        if out.returncode == 0:
+            return json.loads(out.stdout)
+        time.sleep(0.5)
+    raise AssertionError(f"{name}: ComfyUI did not answer within {timeout} s")
+
+
+def test_two_systemd_hosts_deploy_and_the_unreachable_third_is_reported(fleet):
+    result = deploy(fleet, ghost=True)
+    assert result.rc == 1, explain(result)  # pyinfra exits 1 when any host failed
+    assert "ghost" in result.stderr and "Could not connect" in result.stderr, explain(result)
+    for name in HOSTS:
+        assert name not in result.failed, explain(result)
+        assert on(fleet, name, "ps -p 1 -o comm=") == "systemd"
+        assert on(fleet, name, "systemctl is-active comfyui") == "active"
+        assert on(fleet, name, "systemctl is-enabled comfyui") == "enabled"
+        assert wait_healthy(fleet, name)["devices"][0]["type"] == "cpu"
+
+
+def test_the_sandbox_is_in_force_inside_the_running_service(fleet):
+    pid = main_pid(fleet, HOSTS[0])
+    status = on(fleet, HOSTS[0], f"cat /proc/{pid}/status")
+    assert re.search(r"^NoNewPrivs:\s+1$", status, re.M) and re.search(r"^CapEff:\s+0+$", status, re.M), status
+    assert re.search(r"^Uid:\s+(\d+)", status, re.M).group(1) != "0"
+    mounts = [line.split() for line in on(fleet, HOSTS[0], f"cat /proc/{pid}/mountinfo").splitlines()]
+    by_point = {fields[4]: fields[5].split(",") for fields in mounts}
+    assert "ro" in by_point["/"], f"/ is not read-only for the service: {by_point['/']}"
+    assert "/tmp" in by_point and "/var/tmp" in by_point, "no private /tmp for the service"
+    assert "rw" in by_point.get("/opt/comfyui", []), "the install tree is not writable for the service"
+    shown = on(fleet, HOSTS[0], "systemctl show comfyui -p User -p ProtectSystem -p PrivateTmp -p NoNewPrivileges "
+                                "-p Restart -p UMask -p ReadWritePaths")
+    assert {"User=comfy", "ProtectSystem=strict", "PrivateTmp=yes", "NoNewPrivileges=yes", "Restart=always",
+            "UMask=0027", "ReadWritePaths=/opt/comfyui"} <= set(shown.splitlines()), shown
+    security = on(fleet, HOSTS[0], "systemd-analyze security comfyui --no-pager | tail -n 1")
+    score = float(re.search(r"(\d+\.\d+)", security).group(1))
+    assert score <= 4.0, security
+
+
+def test_journald_holds_comfyuis_log(fleet):
+    log = on(fleet, HOSTS[0], "journalctl -u comfyui --no-pager -o cat")
+    assert "To see the GUI go to" in log and "Setting output directory to: /opt/comfyui/output" in log
+
+
+def test_noop_redeploy_changes_nothing_and_restarts_nothing(fleet):
+    pids = {name: main_pid(fleet, name) for name in HOSTS}
+    result = deploy(fleet)
+    assert result.rc == 0, explain(result)
+    for name in HOSTS:
+        assert result.changes(name) == [], explain(result)
+        assert main_pid(fleet, name) == pids[name]
+
+
+def test_kill_9_is_restarted_by_systemd(fleet):
+    before = main_pid(fleet, HOSTS[1])
+    on(fleet, HOSTS[1], f"kill -9 {before}")
+    started = time.monotonic()
+    wait_healthy(fleet, HOSTS[1])
+    assert main_pid(fleet, HOSTS[1]) not in (0, before)
+    assert int(on(fleet, HOSTS[1], "systemctl show -p NRestarts --value comfyui")) >= 1
+    assert time.monotonic() - started < 60
+    assert deploy(fleet).changes(HOSTS[1]) == []
+
+
+def test_flag_change_restarts_exactly_once_and_limit_picks_one_host(fleet):
+    pids = {name: main_pid(fleet, name) for name in HOSTS}
+    since = on(fleet, HOSTS[0], "date +%s")
+    result = deploy(fleet, "--limit", HOSTS[0], preview_method="latent2rgb")
+    assert result.rc == 0, explain(result)
+    assert "Service | Restart ComfyUI (code, venv, nodes, model paths or unit changed)" in result.changes(HOSTS[0])
+    assert result.changes(HOSTS[1]) == [] and main_pid(fleet, HOSTS[1]) == pids[HOSTS[1]]
+    wait_healthy(fleet, HOSTS[0])
+    starts = on(fleet, HOSTS[0], f"journalctl -u comfyui --since @{since} --no-pager -o cat | grep -c 'Starting server'")
+    assert int(starts) == 1
+    assert "--preview-method" in wait_healthy(fleet, HOSTS[0])["system"]["argv"]
+    assert deploy(fleet, "--limit", HOSTS[0], preview_method="latent2rgb").changes(HOSTS[0]) == []
+    assert deploy(fleet).rc == 0  # both hosts back to the same flags
+
+
+def test_smoke_suite_and_load_test_over_both_hosts(fleet, tmp_path):
+    inv = inventory(fleet)
+    report = tmp_path / "smoke.xml"
+    proc = subprocess.run([sys.executable, "-m", "pytest", "tests/smoke", "--inventory", str(inv), "-q",
+                           "-p", "no:cacheprovider", f"--junitxml={report}"], cwd=REPO_ROOT, capture_output=True,
+                          text=True, timeout=600)
+    cases = list(ET.parse(report).getroot().iter("testcase"))
+    failed = [c.get("name") for c in cases if c.find("failure") is not None or c.find("error") is not None]
+    assert failed == [], proc.stdout[-4000:]
+    for name in HOSTS:  # enabled at boot, checked for real; a cron daemon runs; the node loaded
+        for test in ("test_service_is_running", "test_cron_daemon_running", "test_cleanup_crons_installed"):
+            assert any(c.get("name") == f"{test}[ssh://{name}]" for c in cases), [c.get("name") for c in cases]
+    summary = tmp_path / "load.json"
+    load = subprocess.run([sys.executable, "-m", "comfyinfra.loadtest", "--inventory", str(inv), "--workflow",
+                           "workflows/cpu_smoke.json", "--jobs", "6", "--concurrency", "2", "--timeout", "60",
+                           "--output", str(summary)], cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
+    assert load.returncode == 0, load.stdout[-3000:] + load.stderr[-3000:]
