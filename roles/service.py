@@ -84,7 +84,8 @@ def service(plan: HostPlan, changed: list):
         on_change(name="systemd daemon-reload", commands=("systemctl daemon-reload",), watched=(unit,))
         started = unit_running(name="ComfyUI enabled and running", unit=f"{SERVICE}.service")
         restart = on_change(name="Restart ComfyUI (code, venv, nodes, model paths or unit changed)",
-                            commands=(f"systemctl restart {SERVICE}.service",), watched=(unit, *changed),
+                            commands=(f"systemctl reset-failed {SERVICE}.service 2>/dev/null; "
+                                      f"systemctl restart {SERVICE}.service",), watched=(unit, *changed),
                             unless=(started,))
         starts = (started, restart)
 

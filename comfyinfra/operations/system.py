@@ -238,4 +238,6 @@ def unit_running(unit: str):
     if state.get("active") == "active" and state.get("enabled") == "enabled":
         host.noop(f"{unit} enabled and running")
         return
+    if state.get("active") != "active":  # a unit that hit its start limit refuses to start until reset
+        yield f"systemctl reset-failed {q(unit)} 2>/dev/null || true"
     yield from systemd.service._inner(service=unit, running=True, enabled=True)

@@ -163,6 +163,26 @@ def test_flag_change_restarts_exactly_once_and_limit_picks_one_host(fleet):
     assert deploy(fleet).rc == 0  # both hosts back to the same flags
 
 
+def test_a_comfyui_that_cannot_start_fails_the_deploy_with_its_journal(fleet):
+    """The failure path on systemd: the deploy's health wait gives up and shows journald's last lines; the unit
+    stops restarting after its start limit instead of looping unseen; the next good deploy recovers."""
+    world, _ = fleet
+    main = (world.comfyui.work / "main.py").read_text()
+    broken = world.comfyui.commit_change(
+        "main.py", "import sys\nprint('fixture: simulated start-up crash', file=sys.stderr)\nsys.exit(3)\n", "crash")
+    try:
+        result = deploy(fleet, "--limit", HOSTS[1], comfyui_ref=broken, health_timeout_s=30)
+        assert result.rc != 0
+        assert "fixture: simulated start-up crash" in result.stderr, explain(result)
+        time.sleep(5)
+        assert on(fleet, HOSTS[1], "systemctl is-failed comfyui || true") == "failed"  # start limit reached
+    finally:
+        world.comfyui.commit_change("main.py", main, "restore start-up")
+    result = deploy(fleet)  # a failed unit (start limit hit) is reset and started again
+    assert result.rc == 0, explain(result)
+    wait_healthy(fleet, HOSTS[1])
+
+
 def test_smoke_suite_and_load_test_over_both_hosts(fleet, tmp_path):
     inv = inventory(fleet)
     report = tmp_path / "smoke.xml"
