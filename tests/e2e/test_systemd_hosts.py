@@ -92,9 +92,18 @@ def wait_healthy(fleet, name: str, timeout: float = 90) -> dict:
     raise AssertionError(f"{name}: ComfyUI did not answer within {timeout} s")
 
 
+def dry_run(fleet) -> dict[str, set[str]]:
+    result = pyinfra(inventory(fleet, name="systemd-dry"), "--dry", "--json")
+    assert result.rc == 0, explain(result)
+    return {name: {op["name"] for op in result.data["plan"] if name in op["hosts_with_change"]} for name in HOSTS}
+
+
 def test_two_systemd_hosts_deploy_and_the_unreachable_third_is_reported(fleet):
+    predicted = dry_run(fleet)  # fresh systemd hosts: --dry works and names exactly what the deploy changes
     result = deploy(fleet, ghost=True)
     assert result.rc == 1, explain(result)  # pyinfra exits 1 when any host failed
+    for name in HOSTS:
+        assert predicted[name] == set(result.changes(name)), f"{name}: --dry said {sorted(predicted[name])}"
     assert "ghost" in result.stderr and "Could not connect" in result.stderr, explain(result)
     for name in HOSTS:
         assert name not in result.failed, explain(result)
