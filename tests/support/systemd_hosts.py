@@ -271,12 +271,15 @@ def stop_hosts(hosts: Iterable[SystemdHost | str]) -> None:
         podman("rm", "-f", "-i", "-t", "0", *names, check=False, timeout=300)
 
 
-def start_hosts(n: int, workdir: Path, volumes: Sequence[tuple[str, str]] = ()) -> list[SystemdHost]:
+def start_hosts(n: int, workdir: Path, volumes: Sequence[tuple[str, str]] = (),
+                image: str | None = None) -> list[SystemdHost]:
     """Start n hosts (in parallel) and return them once each runs systemd and answers ssh as root.
 
     Keys and known_hosts live under workdir/<container name>/. `volumes` are (host path, container path)
-    pairs, mounted read-only in every host. On any failure (or interrupt) the hosts started are removed."""
-    image = ensure_image()
+    pairs, mounted read-only in every host. `image`: another image to boot (e.g. one committed from a
+    deployed host; it must make its own ssh host keys at boot as ensure_image's does), else ensure_image().
+    On any failure (or interrupt) the hosts started are removed."""
+    image = image or ensure_image()
     remove_stale()
     workdir = Path(workdir)
     run_id = f"{os.getpid()}-{secrets.token_hex(3)}"
@@ -306,9 +309,10 @@ def start_hosts(n: int, workdir: Path, volumes: Sequence[tuple[str, str]] = ()) 
 
 
 @contextlib.contextmanager
-def systemd_hosts(n: int, workdir: Path, volumes: Sequence[tuple[str, str]] = ()) -> Iterator[list[SystemdHost]]:
+def systemd_hosts(n: int, workdir: Path, volumes: Sequence[tuple[str, str]] = (),
+                  image: str | None = None) -> Iterator[list[SystemdHost]]:
     """start_hosts(n, ...) for the `with` block; the containers are removed however it exits."""
-    hosts = start_hosts(n, workdir, volumes)
+    hosts = start_hosts(n, workdir, volumes, image)
     try:
         yield hosts
     finally:
