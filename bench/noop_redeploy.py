@@ -40,16 +40,9 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-VENV_PYTHON = REPO / ".venv" / "bin" / "python"
+from bench_env import REPO, use_project_venv  # bench/bench_env.py (this script's directory is on sys.path)
 
-if Path(sys.prefix).resolve() != (REPO / ".venv").resolve() and VENV_PYTHON.exists() \
-        and not os.environ.get("COMFYINFRA_BENCH_REEXEC"):
-    # The harness runs pyinfra with sys.executable: it must be the project's venv.
-    os.environ["COMFYINFRA_BENCH_REEXEC"] = "1"
-    os.execv(str(VENV_PYTHON), [str(VENV_PYTHON), *sys.argv])
-
-sys.path.insert(0, str(REPO))
+use_project_venv()
 
 from tests.e2e.conftest import SUPERVISORD_CONF, World
 from tests.e2e.harness import (

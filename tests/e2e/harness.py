@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tests.support.fixture_comfyui import free_port  # re-exported for the e2e tests
+from tests.support.ssh_target import ssh_connection_data
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = REPO_ROOT / "tests" / "fixtures"
@@ -38,16 +39,7 @@ class Sshd:
     process: subprocess.Popen
 
     def connection_data(self) -> dict:
-        return {
-            "ssh_hostname": "127.0.0.1",
-            "ssh_port": self.port,
-            "ssh_user": "root",
-            "ssh_key": str(self.key),
-            "ssh_known_hosts_file": str(self.known_hosts),
-            "ssh_strict_host_key_checking": "yes",
-            "ssh_look_for_keys": False,
-            "ssh_allow_agent": False,
-        }
+        return ssh_connection_data(self.port, self.key, self.known_hosts)
 
     def stop(self) -> None:
         self.process.terminate()

@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tests.support.fixture_comfyui import free_port
+from tests.support.ssh_target import ssh_connection_data
 
 CONTAINERS_CONF = Path(__file__).resolve().with_name("containers.conf")
 SUITE = "bookworm"
@@ -194,17 +195,8 @@ class SystemdHost:
     known_hosts: Path  # "[127.0.0.1]:<port> <its ed25519 host key>"
 
     def connection_data(self) -> dict:
-        """pyinfra host data, in the shape of tests/e2e/harness.py Sshd.connection_data()."""
-        return {
-            "ssh_hostname": "127.0.0.1",
-            "ssh_port": self.port,
-            "ssh_user": "root",
-            "ssh_key": str(self.key),
-            "ssh_known_hosts_file": str(self.known_hosts),
-            "ssh_strict_host_key_checking": "yes",
-            "ssh_look_for_keys": False,
-            "ssh_allow_agent": False,
-        }
+        """pyinfra host data, the same shape as the loopback sshd's (tests/e2e/harness.py Sshd)."""
+        return ssh_connection_data(self.port, self.key, self.known_hosts)
 
     def exec(self, *cmd: str, check: bool = False, input: str | None = None,
              timeout: float | None = 120) -> subprocess.CompletedProcess:
