@@ -54,7 +54,8 @@ from bench_env import REPO, use_project_venv  # bench/bench_env.py (this script'
 
 use_project_venv()
 
-from tests.e2e.harness import FIXTURES, GitDaemon, pyinfra, run, write_inventory
+from tests.e2e.harness import FIXTURES, GitDaemon, pyinfra, write_inventory
+from tests.support.fixture_host import MIRROR, WHEELS, container_host_data, make_wheelhouse
 from tests.support.systemd_hosts import LABEL, SystemdHost, podman, systemd_hosts
 
 PROFILER = REPO / "bench" / "pyinfra_profile.py"
@@ -107,37 +108,6 @@ def log(message: str) -> None:
 
 
 # --- the fleet -------------------------------------------------------------------------------------------
-
-
-def host_data(host: SystemdHost, comfyui_commit: str, node_commit: str) -> dict:
-    """As tests/e2e/test_systemd_hosts.py host_data(): the mirrors and the wheelhouse as mounted paths."""
-    return {
-        **host.connection_data(),
-        "comfyui_repo": "/srv/mirror/ComfyUI.git",
-        "comfyui_ref": comfyui_commit,
-        "torch": {"torch": "2.13.0"},
-        "pip_sources": {"no_index": True, "find_links": ["/srv/wheels"]},
-        "custom_nodes": [{"name": "demo", "repo": "file:///srv/mirror/demo-node.git", "ref": node_commit,
-                          "node_classes": ["DemoSolidImage", "DemoInvert"]}],
-        "install_root": "/opt/comfyui",
-        "port": PORT,
-        "health_timeout_s": 120,
-        "smoke_workflows": ["cpu_smoke.json"],
-        "smoke_generate": "cpu_smoke.json",
-    }
-
-
-def make_wheelhouse(root: Path) -> Path:
-    """Every wheel the fixture's deploy installs (as tests/e2e/conftest.py wheelhouse_dir)."""
-    house = root / "wheelhouse"
-    links = os.environ.get("PIP_FIND_LINKS", "").split() + ["/opt/wheels"]
-    torch = sorted(w for link in links if Path(link).is_dir() for w in Path(link).glob("torch-2.13.0+cpu-*.whl"))
-    if not torch:
-        raise RuntimeError("no torch 2.13.0+cpu wheel on this machine (/opt/wheels or PIP_FIND_LINKS)")
-    run([sys.executable, "-m", "pip", "download", "-q", "--disable-pip-version-check", "-d", str(house),
-         str(torch[0]), "pyyaml", "requests"], timeout=600)
-    house.chmod(0o755)
-    return house
 
 
 def deploy(inventory: Path, hosts: list[str], what: str, allow_changes: bool = True,
@@ -486,15 +456,17 @@ def main() -> int:
         repos = GitDaemon(root / "repos", 0, None)
         comfyui = repos.repo(FIXTURES / "comfyui", "ComfyUI")
         node = repos.repo(FIXTURES / "custom_node_demo", "demo-node", tag="v1.0.0")
-        house = make_wheelhouse(root)
-        volumes = [(str(repos.base), "/srv/mirror"), (str(house), "/srv/wheels")]
+        house = make_wheelhouse(root / "wheelhouse")
+        if house is None:
+            raise RuntimeError("no torch 2.13.0+cpu wheel on this machine (/opt/wheels or PIP_FIND_LINKS)")
+        volumes = [(str(repos.base), MIRROR), (str(house), WHEELS)]
         print(f"machine: {os.cpu_count()} CPUs, {mem_available() / GIB:.1f} GiB available; "
               f"wheelhouse {sum(f.stat().st_size for f in house.iterdir()) / MIB:.0f} MiB")
 
         # 1. one host, deployed for real, committed.
         started = time.monotonic()
         (seed,) = enter(state, "seed_ctx", systemd_hosts(1, root / "seed", volumes))
-        seed_inv = write_inventory(root / "seed.py", {"seed": host_data(seed, comfyui.commit, node.commit)})
+        seed_inv = write_inventory(root / "seed.py", {"seed": container_host_data(seed.connection_data(), comfyui.commit, node.commit)})
         seed_s, _, _, seed_result, _ = deploy(seed_inv, ["seed"], "seed deploy")
         print(f"seed host: booted + first deploy {time.monotonic() - started:.1f} s (deploy {seed_s:.1f} s, "
               f"{len(seed_result.changes('seed'))} operations changed)")
@@ -512,7 +484,7 @@ def main() -> int:
         boot_s = time.monotonic() - started
         names = [f"fan{i:02d}" for i in range(fleet_n)]
         hosts = dict(zip(names, hosts_list))
-        data = {name: host_data(h, comfyui.commit, node.commit) for name, h in hosts.items()}
+        data = {name: container_host_data(h.connection_data(), comfyui.commit, node.commit) for name, h in hosts.items()}
         inventories = {n: write_inventory(root / f"fleet{n}.py", {k: data[k] for k in names[:n]}) for n in sizes}
         healthy_s = wait_healthy(hosts)
         cgroups = {name: cgroup_dir(h) for name, h in hosts.items()}

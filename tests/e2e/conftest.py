@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import glob
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,10 +19,10 @@ from tests.e2e.harness import (
     free_port,
     start_git_daemon,
     start_sshd,
-    run,
     wheelhouse,
     write_inventory,
 )
+from tests.support.fixture_host import make_wheelhouse
 
 SUPERVISORD_CONF = "/etc/supervisor/supervisord.conf"
 
@@ -87,14 +85,8 @@ def world():
 
 @pytest.fixture(scope="session")
 def wheelhouse_dir(world):
-    """Every wheel a deploy of the fixture installs, in one directory (pip_sources no_index + find_links): torch
-    from this machine's wheel store, PyYAML and requests with their dependencies downloaded as a user would."""
-    house = world.root / "wheelhouse"
-    torch_wheel = glob.glob("/opt/wheels/torch-2.13.0+cpu-*.whl") or glob.glob(
-        os.path.join(os.environ.get("PIP_FIND_LINKS", "/opt/wheels"), "torch-2.13.0+cpu-*.whl"))
-    if not torch_wheel:
+    """Every wheel a deploy of the fixture installs, in one directory (pip_sources no_index + find_links)."""
+    house = make_wheelhouse(world.root / "wheelhouse")
+    if house is None:
         pytest.skip("no torch 2.13.0+cpu wheel on this machine")
-    run([sys.executable, "-m", "pip", "download", "-q", "--disable-pip-version-check", "-d", str(house),
-         torch_wheel[0], "pyyaml", "requests"], timeout=600)
-    house.chmod(0o755)
     return house

@@ -22,6 +22,7 @@ import xml.etree.ElementTree as ET
 import pytest
 
 from tests.e2e.harness import REPO_ROOT, pyinfra, write_inventory
+from tests.support.fixture_host import MIRROR, WHEELS, container_host_data
 
 pytestmark = [pytest.mark.e2e, pytest.mark.skipif(not shutil.which("podman"), reason="podman not installed")]
 HOSTS = ("sysd-a", "sysd-b")
@@ -32,28 +33,13 @@ PORT = 8188
 def fleet(world, wheelhouse_dir):
     from tests.support.systemd_hosts import systemd_hosts
 
-    volumes = [(str(world.git.base), "/srv/mirror"), (str(wheelhouse_dir), "/srv/wheels")]
+    volumes = [(str(world.git.base), MIRROR), (str(wheelhouse_dir), WHEELS)]
     with systemd_hosts(2, world.root / "systemd-hosts", volumes=volumes) as hosts:
         yield world, dict(zip(HOSTS, hosts))
 
 
 def host_data(world, host, **overrides) -> dict:
-    data = {
-        **host.connection_data(),
-        "comfyui_repo": "/srv/mirror/ComfyUI.git",
-        "comfyui_ref": world.comfyui.commit,
-        "torch": {"torch": "2.13.0"},
-        "pip_sources": {"no_index": True, "find_links": ["/srv/wheels"]},
-        "custom_nodes": [{"name": "demo", "repo": "file:///srv/mirror/demo-node.git", "ref": world.node.commit,
-                          "node_classes": ["DemoSolidImage", "DemoInvert"]}],
-        "install_root": "/opt/comfyui",
-        "port": PORT,
-        "health_timeout_s": 120,
-        "smoke_workflows": ["cpu_smoke.json"],
-        "smoke_generate": "cpu_smoke.json",
-    }
-    data.update(overrides)
-    return data
+    return container_host_data(host.connection_data(), world.comfyui.commit, world.node.commit, **overrides)
 
 
 def inventory(fleet, name="systemd", ghost=False, **overrides):
