@@ -137,7 +137,7 @@ class HostPlan:
     paths: Paths
     comfyui: GitPin
     nodes: tuple[NodePlan, ...]
-    gpus: tuple[Gpu, ...]
+    gpus: tuple[Gpu, ...]  # the GPUs ComfyUI runs on: none when cpu_only or the torch build is cpu
     torch: TorchChoice
     constraints: tuple[str, ...]
     pip_config: tuple[tuple[str, str], ...]  # (key, value) lines of [global] in the venv's pip.conf
@@ -146,6 +146,11 @@ class HostPlan:
     env: tuple[tuple[str, str], ...] = ()
     models: tuple[ModelPlan, ...] = ()
     cron: tuple[CronJob, ...] = ()
+    hardware_gpus: tuple[Gpu, ...] = ()  # the host's GPUs, used or not: what the GPU monitor samples
+
+    @property
+    def gpu_monitor(self) -> bool:
+        return bool(self.hardware_gpus) and self.spec.gpu_monitor
 
     @property
     def supervisor_command(self) -> str:
@@ -221,11 +226,10 @@ def pin(repo: str, ref: str) -> GitPin:
 
 
 def effective_gpus(spec: HostSpec, probe: GpuProbe) -> tuple[Gpu, ...]:
-    """Detected GPUs win; a declaration that contradicts them is an error; without nvidia-smi the declaration stands."""
+    """The host's GPUs: detected ones win; a declaration that contradicts them is an error; without nvidia-smi the
+    declaration stands. Whether ComfyUI uses them is the torch choice's business (cpu_only, a cpu build)."""
     if probe.error:
         raise PlanError(f"nvidia-smi ({probe.nvidia_smi}) failed: {probe.error!r}. If the driver was just updated, reboot the host.")
-    if spec.cpu_only:
-        return ()
     declared = spec.gpu
     if probe.nvidia_smi is None:
         if declared is None:
@@ -344,14 +348,17 @@ def pip_config(spec: HostSpec, paths: Paths) -> tuple[tuple[str, str], ...]:
 
 def make_plan(spec: HostSpec, platform: HostPlatform, probe: GpuProbe) -> HostPlan:
     paths = make_paths(spec.install_root, spec.models_dir)
-    gpus = effective_gpus(spec, probe)
+    hardware = effective_gpus(spec, probe)
     pins = spec.torch
     if spec.cpu_only and pins.variant is None:
         pins = pins.model_copy(update={"variant": "cpu"})
     try:
-        torch = choose_torch(pins, platform.arch, list(gpus), windows_driver=spec.host_kind is HostKind.wsl)
+        torch = choose_torch(pins, platform.arch, [] if spec.cpu_only else list(hardware),
+                             windows_driver=spec.host_kind is HostKind.wsl)
     except TorchChoiceError as error:
         raise PlanError(str(error)) from None
+    # a cpu build can't reach a GPU: ComfyUI then needs --cpu (else "Torch not compiled with CUDA enabled")
+    gpus = () if spec.cpu_only or torch.variant == "cpu" else hardware
     if spec.pip_sources.torch_index_url:
         torch = TorchChoice(torch.variant, spec.pip_sources.torch_index_url, torch.requirements,
                             torch.reason + ", index overridden")
@@ -376,6 +383,7 @@ def make_plan(spec: HostSpec, platform: HostPlatform, probe: GpuProbe) -> HostPl
         launch_args=launch_args(spec, paths, gpus),
         env=service_env(spec, paths, gpus),
         cron=cleanup_jobs(spec, paths),
+        hardware_gpus=hardware,
         models=tuple(
             ModelPlan(name, m.url, m.sha256, m.size, f"{paths.models}/{m.folder}/{m.filename}", m.token_env)
             for name in spec.models

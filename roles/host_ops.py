@@ -29,13 +29,9 @@ EXTRAS = f"/etc/supervisor/conf.d/{SERVICE}-extras.conf"
 MONITOR_UNITS = tuple(f"/etc/systemd/system/{SERVICE}-gpu-monitor.{kind}" for kind in ("service", "timer"))
 
 
-def gpu_monitor(plan: HostPlan) -> bool:
-    return bool(plan.gpus) and plan.spec.gpu_monitor
-
-
 def helper_programs(plan: HostPlan) -> tuple[str, ...]:
     """supervisord programs beside ComfyUI (containers have no init to run them)."""
-    return ((f"{SERVICE}-gpu-monitor",) if gpu_monitor(plan) else ()) + \
+    return ((f"{SERVICE}-gpu-monitor",) if plan.gpu_monitor else ()) + \
         ((f"{SERVICE}-cron",) if plan.spec.run_cron_daemon else ())
 
 
@@ -44,11 +40,11 @@ def probes(plan: HostPlan) -> list:
     found = [probe(Crontab, user=plan.spec.service_user), probe(PathState, path=LOGROTATE),
              probe(PathState, path=paths.workflows),
              *(probe(PathState, path=f"{paths.workflows}/{w}") for w in plan.spec.smoke_workflows)]
-    if gpu_monitor(plan):
+    if plan.gpu_monitor:
         found += [probe(PathState, path=paths.gpu_monitor_dir), probe(PathState, path=paths.gpu_monitor_helper)]
     if plan.service_manager == "supervisor":
         return [*found, probe(PathState, path=EXTRAS)]  # program states: in the service role's SupervisorStatus
-    if gpu_monitor(plan):
+    if plan.gpu_monitor:
         found += [*(probe(PathState, path=unit) for unit in MONITOR_UNITS),
                   probe(SystemdUnit, unit=f"{SERVICE}-gpu-monitor.timer")]
     return found
@@ -67,7 +63,7 @@ def host_ops(plan: HostPlan):
         managed_file(name=f"Workflow template {workflow}", content=(WORKFLOWS_DIR / workflow).read_bytes(),
                      dest=f"{paths.workflows}/{workflow}", mode="644", **owner)
 
-    monitor = gpu_monitor(plan)
+    monitor = plan.gpu_monitor
     if monitor:
         directory(name=f"Directory {paths.gpu_monitor_dir}", path=paths.gpu_monitor_dir, mode="755", **owner)
         managed_file(name="GPU monitor helper", content=GPU_MONITOR.read_bytes(), dest=paths.gpu_monitor_helper,

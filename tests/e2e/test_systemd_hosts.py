@@ -21,12 +21,18 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
+from comfyinfra.plan import make_paths
 from tests.e2e.harness import REPO_ROOT, pyinfra, write_inventory
 from tests.support.fixture_host import MIRROR, WHEELS, container_host_data
 
 pytestmark = [pytest.mark.e2e, pytest.mark.skipif(not shutil.which("podman"), reason="podman not installed")]
 HOSTS = ("sysd-a", "sysd-b")
 PORT = 8188
+# sysd-b has a GPU as far as nvidia-smi says (tests/support/fake-nvidia-smi) and runs ComfyUI on the CPU:
+# the plan keeps --cpu and the cpu torch, and the GPU monitor's timer samples the "GPU".
+GPU_HOST = HOSTS[1]
+PER_HOST = {GPU_HOST: {"cpu_only": True}}
+FAKE_SMI = REPO_ROOT / "tests" / "support" / "fake-nvidia-smi"
 
 
 @pytest.fixture(scope="module")
@@ -35,16 +41,20 @@ def fleet(world, wheelhouse_dir):
 
     volumes = [(str(world.git.base), MIRROR), (str(wheelhouse_dir), WHEELS)]
     with systemd_hosts(2, world.root / "systemd-hosts", volumes=volumes) as hosts:
-        yield world, dict(zip(HOSTS, hosts))
+        named = dict(zip(HOSTS, hosts))
+        named[GPU_HOST].exec("sh", "-c", "cat > /usr/local/bin/nvidia-smi && chmod 755 /usr/local/bin/nvidia-smi",
+                             input=FAKE_SMI.read_text(), check=True)
+        yield world, named
 
 
-def host_data(world, host, **overrides) -> dict:
-    return container_host_data(host.connection_data(), world.comfyui.commit, world.node.commit, **overrides)
+def host_data(world, name, host, **overrides) -> dict:
+    return container_host_data(host.connection_data(), world.comfyui.commit, world.node.commit,
+                               **{**PER_HOST.get(name, {}), **overrides})
 
 
 def inventory(fleet, name="systemd", ghost=False, **overrides):
     world, hosts = fleet
-    entries = {name_: host_data(world, host, **overrides) for name_, host in hosts.items()}
+    entries = {name_: host_data(world, name_, host, **overrides) for name_, host in hosts.items()}
     if ghost:
         entries["ghost"] = {**entries[HOSTS[0]], "ssh_port": 1, "ssh_connect_retries": 0}
     return write_inventory(world.root / f"{name}.py", entries)
@@ -116,6 +126,17 @@ def test_the_sandbox_is_in_force_inside_the_running_service(fleet):
     security = on(fleet, HOSTS[0], "systemd-analyze security comfyui --no-pager | tail -n 1")
     score = float(re.search(r"(\d+\.\d+)", security).group(1))
     assert score <= 4.0, security
+
+
+def test_the_gpu_monitor_timer_samples_the_gpu_where_there_is_one(fleet):
+    assert on(fleet, GPU_HOST, "systemctl is-enabled comfyui-gpu-monitor.timer") == "enabled"
+    assert on(fleet, GPU_HOST, "systemctl is-active comfyui-gpu-monitor.timer") == "active"
+    assert fleet[1][HOSTS[0]].exec("systemctl", "cat", "comfyui-gpu-monitor.timer").returncode != 0  # no GPU, no timer
+    on(fleet, GPU_HOST, "systemctl start comfyui-gpu-monitor.service")  # one sample now (Type=oneshot waits)
+    csv = f"{make_paths('/opt/comfyui').gpu_monitor_dir}/gpu-$(date -u +%F).csv"
+    rows = on(fleet, GPU_HOST, f"cat {csv}").splitlines()
+    assert rows[0].startswith("Timestamp,GPU,MemoryUsed_MB") and rows[-1].endswith(",0,1024,24564,4.2,41,3,31.5,OK"), rows
+    assert on(fleet, GPU_HOST, f"stat -c %U {csv}") == "comfy"  # written by the service user, not root
 
 
 def test_journald_holds_comfyuis_log(fleet):

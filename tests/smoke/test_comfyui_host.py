@@ -147,7 +147,7 @@ def test_cron_daemon_running(host, target):
 
 
 def test_gpu_monitor_installed(host, target):
-    if not (target.gpus and target.spec.gpu_monitor):
+    if not target.gpu_monitor:
         pytest.skip("no GPU (or gpu_monitor off): nothing to monitor")
     if target.service_manager == "supervisor":
         assert "RUNNING" in host.run(f"{SUPERVISORCTL} status comfyui-gpu-monitor").stdout

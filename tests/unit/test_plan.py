@@ -73,9 +73,22 @@ def test_blackwell_driver_refusal_becomes_a_plan_error():
         make_plan(spec(), X86_SYSTEMD, old)
 
 
-def test_cpu_only_ignores_the_gpu():
+def test_cpu_only_ignores_the_gpu_for_comfyui_but_still_monitors_it():
     plan = make_plan(spec(cpu_only=True), X86_SYSTEMD, DETECTED)
     assert plan.gpus == () and plan.torch.variant == "cpu" and "--cpu" in plan.launch_args
+    assert plan.expected_device == "cpu"
+    assert plan.hardware_gpus == (RTX3090,) and plan.gpu_monitor
+    assert not make_plan(spec(cpu_only=True, gpu_monitor=False), X86_SYSTEMD, DETECTED).gpu_monitor
+
+
+def test_a_forced_cpu_build_on_a_gpu_host_runs_comfyui_with_cpu():
+    # a cpu torch can't reach the GPU: without --cpu ComfyUI dies with "Torch not compiled with CUDA enabled"
+    plan = make_plan(spec(torch={"torch": "2.9.1", "variant": "cpu"}), X86_SYSTEMD, DETECTED)
+    assert plan.gpus == () and "--cpu" in plan.launch_args and plan.expected_device == "cpu" and plan.gpu_monitor
+
+
+def test_no_gpu_no_monitor():
+    assert not make_plan(spec(), X86_CONTAINER, GpuProbe()).gpu_monitor
 
 
 def test_pip_sources_and_overridden_torch_index():
