@@ -434,6 +434,9 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=3, help="no-op runs per fleet size (best of)")
     parser.add_argument("--sizes", default="1,4,16", help="fleet sizes, comma-separated (the largest is started)")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (inventories, profiles, keys)")
+    parser.add_argument("--hold", action="store_true",
+                        help="after the converging deploy, print the inventories and keep the fleet up until SIGINT/SIGTERM "
+                             "(to profile by hand), then tear down")
     args = parser.parse_args()
     sizes = sorted({int(s) for s in args.sizes.split(",")})
     fleet_n = sizes[-1]
@@ -497,6 +500,13 @@ def main() -> int:
         print(f"converging deploy over {fleet_n} hosts: {converge_s:.1f} s, rc 0, "
               f"{len(changed)} hosts changed something" + (f": {distinct}" if distinct else ""))
         wait_healthy(hosts)
+        if args.hold:
+            print("holding the fleet (SIGINT or SIGTERM tears it down); inventories, run from the repo root:")
+            for n, inv in inventories.items():
+                print(f"  {n:3d} hosts: pyinfra {inv} deploy.py -y")
+            sys.stdout.flush()
+            while True:
+                time.sleep(3600)
 
         # 3. memory, up and idle.
         time.sleep(10)

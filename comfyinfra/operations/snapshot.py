@@ -60,17 +60,42 @@ class Batch(FactBase):
         return [sections, status]
 
 
-def ask(*probes: Probe) -> list:
-    """The values of these facts from this host, in one round trip."""
-    # As the SSH user (root, or sudo where configured), whatever operation asks first: each probe names its user.
-    sections, status = host.get_fact(Batch, probes=tuple(probes), _su_user=None, _stdin=None) or ([], [])
-    values = []
-    for index, (cls, _kwargs, _user) in enumerate(probes):
+def merge(probes: tuple[Probe, ...]) -> tuple[Probe, ...]:
+    """The probes the batch runs: a fact that can answer for many arguments at once (its `many` class, e.g.
+    PathState for every path) is asked once per user, with every argument set of its probes as `keys`."""
+    single = tuple(p for p in probes if getattr(p[0], "many", None) is None)
+    grouped: dict[tuple, list] = {}
+    for cls, kwargs, user in probes:
+        if getattr(cls, "many", None) is not None:
+            grouped.setdefault((cls.many, user), []).append(kwargs)
+    return single + tuple((many, (("keys", tuple(dict.fromkeys(keys))),), user) for (many, user), keys in grouped.items())
+
+
+def values(probes: tuple[Probe, ...], batch: tuple[Probe, ...], sections: list, status: list) -> list:
+    """Each probe's value from the batch's output: processed by its fact, its default() when it failed."""
+    answers = {}
+    for index, (cls, _kwargs, _user) in enumerate(batch):
         fact = cls()
         lines = sections[index] if index < len(sections) else []
         ok = index < len(status) and status[index]
-        values.append(fact.process(lines) if ok and lines else fact.default())
-    return values
+        answers[batch[index]] = fact.process(lines) if ok and lines else fact.default()
+    found = []
+    for cls, kwargs, user in probes:
+        many = getattr(cls, "many", None)
+        if many is None:
+            found.append(answers[(cls, kwargs, user)])
+        else:
+            merged = next(answer for (c, _, u), answer in answers.items() if c is many and u == user)
+            found.append(merged[kwargs] if kwargs in merged else cls().default())
+    return found
+
+
+def ask(*probes: Probe) -> list:
+    """The values of these facts from this host, in one round trip."""
+    batch = merge(probes)
+    # As the SSH user (root, or sudo where configured), whatever operation asks first: each probe names its user.
+    sections, status = host.get_fact(Batch, probes=batch, _su_user=None, _stdin=None) or ([], [])
+    return values(probes, batch, sections, status)
 
 
 _EXPECTED: dict[str, tuple[Probe, ...]] = {}

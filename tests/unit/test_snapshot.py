@@ -4,7 +4,7 @@ import subprocess
 
 from pyinfra.api import FactBase
 
-from comfyinfra.operations.snapshot import Batch, probe
+from comfyinfra.operations.snapshot import Batch, merge, probe, values
 from comfyinfra.operations.system import PathInfo, PathState
 
 
@@ -29,13 +29,17 @@ class Fails(FactBase):
 
 
 def run_batch(*probes):
-    batch = Batch()
-    out = subprocess.run(["sh", "-c", batch.command(tuple(probes))], capture_output=True, text=True, check=True).stdout
-    sections, status = batch.process(out.splitlines())
-    values = []
-    for index, (cls, _, _) in enumerate(probes):
-        values.append(cls().process(sections[index]) if status[index] and sections[index] else cls().default())
-    return values
+    """What snapshot.ask does, on this machine instead of over SSH."""
+    batch = merge(tuple(probes))
+    out = subprocess.run(["sh", "-c", Batch().command(batch)], capture_output=True, text=True, check=True).stdout
+    return values(tuple(probes), batch, *Batch().process(out.splitlines()))
+
+
+def alone(probe_):
+    cls, kwargs, _ = probe_
+    out = subprocess.run(["sh", "-c", cls().command(**dict(kwargs))], capture_output=True, text=True).stdout
+    lines = out.splitlines()
+    return cls().process(lines) if lines else cls().default()
 
 
 def test_each_fact_gets_its_own_output_and_a_failure_its_default(tmp_path):
@@ -52,3 +56,30 @@ def test_each_fact_gets_its_own_output_and_a_failure_its_default(tmp_path):
 def test_probe_kwargs_are_order_independent():
     assert probe(PathState, path="/a") == probe(PathState, path="/a")
     assert probe(NoNewline, run_as="comfy", text="x")[2] == "comfy"
+
+
+def test_many_paths_in_one_stat_give_what_each_path_alone_gives(tmp_path):
+    import os
+
+    (tmp_path / "file").write_text("x")
+    (tmp_path / "empty").write_text("")
+    (tmp_path / "with space").write_text("y")
+    (tmp_path / "dir").mkdir(mode=0o750)
+    (tmp_path / "link").symlink_to(tmp_path / "file")
+    (tmp_path / "dangling").symlink_to(tmp_path / "nowhere")
+    os.mkfifo(tmp_path / "fifo")
+    os.chmod(tmp_path / "file", 0o600)
+    names = ["file", "empty", "with space", "dir", "link", "dangling", "fifo", "absent"]
+    probes = [probe(PathState, path=str(tmp_path / n)) for n in names] + [probe(NoNewline, text="between")]
+    batch = merge(tuple(probes))
+    assert len(batch) == 2  # every path in one section
+    got = run_batch(*probes)
+    assert got[:-1] == [alone(p) for p in probes[:-1]]
+    assert got[-1] == "between"
+    assert [g.type if g else None for g in got[:-1]] == ["file", "file", "file", "directory", "link", "link", "other", None]
+    assert got[0].mode == "600" and len(got[0].sha256) == 64 and got[4].sha256 == ""
+
+
+def test_paths_asked_as_different_users_stay_apart():
+    batch = merge((probe(PathState, path="/a"), probe(PathState, run_as="comfy", path="/b"), probe(PathState, path="/c")))
+    assert {user: len(dict(kwargs)["keys"]) for _, kwargs, user in batch} == {None: 2, "comfy": 1}
