@@ -52,8 +52,7 @@ def write_deploys(work: Path, server: ModelServer, files: list[tuple[str, str, i
     ours.write_text(
         "import json\nfrom comfyinfra.operations.models import models_synced\n"
         f"manifest = json.loads({json.dumps(json.dumps(manifest))})\n"
-        f"models_synced(name='models', python={PYTHON!r}, helper={str(HELPER)!r}, manifest=manifest,"
-        " _stdin=json.dumps(manifest))\n")
+        f"models_synced(name='models', python={PYTHON!r}, helper={str(HELPER)!r}, manifest=manifest)\n")
     stock = work / f"stock_{tag}.py"
     stock.write_text("from pyinfra.operations import files\n" + "".join(
         f"files.download(name='model {name}', src={server.url(name)!r}, dest={str(work / f'stock-{tag}' / name)!r}, "

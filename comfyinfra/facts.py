@@ -7,6 +7,7 @@ pure `process()` that the unit tests feed with canned output.
 from __future__ import annotations
 
 import csv
+import re
 from dataclasses import dataclass
 
 from pyinfra.api import FactBase
@@ -18,6 +19,11 @@ from comfyinfra.torch_matrix import Gpu
 NVIDIA_SMI_CANDIDATES = ("nvidia-smi", "/usr/lib/wsl/lib/nvidia-smi", "/usr/bin/nvidia-smi")
 GPU_QUERY = "index,pci.bus_id,uuid,name,memory.total,driver_version,compute_cap"
 GPU_QUERY_OLD_DRIVER = "index,pci.bus_id,uuid,name,memory.total,driver_version"  # < R510 lacks compute_cap
+ARCH = re.compile(r"[A-Za-z0-9_]+")  # uname -m: x86_64, aarch64
+# What a readable cell holds, per column; anything else (nvidia-smi's "[Unknown Error]", "[GPU is lost]")
+# means the GPU could not be read, and a plan made from it would be a guess.
+MEMORY_MIB = re.compile(r"\d+(\.\d+)?")
+COMPUTE_CAPABILITY = re.compile(r"\d{1,2}\.\d")
 
 # Fallback when the driver cannot report compute_cap (shared/reference/torch-models-nodes.md §2).
 COMPUTE_CAPABILITY_BY_NAME = {
@@ -27,6 +33,11 @@ COMPUTE_CAPABILITY_BY_NAME = {
     "A40": "8.6", "A10": "8.6", "A100": "8.0", "H100": "9.0", "H200": "9.0", "T4": "7.5", "RTX 2080": "7.5",
     "V100": "7.0",
 }
+
+
+class UnreadableFact(ValueError):
+    """A host answered a fact's command with output comfyinfra cannot read. The deploy stops for that
+    host only (deploy.py refuses it with this message); trusting a guess could install the wrong thing."""
 
 
 @dataclass(frozen=True)
@@ -51,6 +62,9 @@ class Platform(FactBase):
     def process(self, output) -> HostPlatform:
         lines = [line.strip() for line in output if line.strip()]
         values = dict(line.split("=", 1) for line in lines[1:] if "=" in line)
+        if not lines or not ARCH.fullmatch(lines[0]) or not values.get("mem_kib", "0").isdigit():
+            raise UnreadableFact(f"the platform probe (uname -m, /proc/meminfo) printed {lines[:4]!r}, not an "
+                                 "architecture and the memory size; check that the SSH user gets a POSIX shell")
         return HostPlatform(
             arch=lines[0],
             wsl=values.get("wsl") == "1",
@@ -80,8 +94,21 @@ def capability_from_name(name: str) -> str | None:
     return None
 
 
+def _unreadable(row: list[str], memory: str | None, capability: str | None) -> str | None:
+    """Why a row of nvidia-smi's output can't be trusted (a cell it could not fill), or None."""
+    for column, value in zip(GPU_QUERY.split(","), row):
+        if value.strip().startswith("[") and _cell(value) is not None:
+            return f"{column} is {value.strip()}"
+    if memory is not None and not MEMORY_MIB.fullmatch(memory):
+        return f"memory.total is {memory!r}, not a size in MiB"
+    if capability is not None and not COMPUTE_CAPABILITY.fullmatch(capability):
+        return f"compute_cap is {capability!r}, not major.minor"
+    return None
+
+
 def parse_nvidia_smi(lines: list[str], mem_total_mib: int, nvidia_smi: str) -> GpuProbe:
-    """Parse `--query-gpu=<GPU_QUERY> --format=csv,noheader,nounits` output (6 or 7 columns)."""
+    """Parse `--query-gpu=<GPU_QUERY> --format=csv,noheader,nounits` output (6 or 7 columns). A row it can't
+    read makes the probe an error (the plan refuses the host) rather than a guess about the GPU."""
     gpus = []
     for row in csv.reader(line for line in lines if line.strip()):
         if len(row) not in (6, 7) or not row[0].strip().isdigit():
@@ -89,6 +116,9 @@ def parse_nvidia_smi(lines: list[str], mem_total_mib: int, nvidia_smi: str) -> G
             return GpuProbe(nvidia_smi=nvidia_smi, error=" ".join(lines).strip() or "nvidia-smi printed nothing")
         index, bus_id, uuid, name, memory, driver = (_cell(v) for v in row[:6])
         capability = _cell(row[6]) if len(row) == 7 else None
+        problem = _unreadable(row, memory, capability)
+        if problem:  # e.g. "[Unknown Error]", "[GPU is lost]": a GPU in trouble
+            return GpuProbe(nvidia_smi=nvidia_smi, error=f"GPU {index}: {problem}")
         unified = memory is None  # GB10: memory.total is [N/A]; the GPU shares system memory
         gpus.append(
             Gpu(

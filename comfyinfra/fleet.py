@@ -84,26 +84,51 @@ def _export(inventory_file: str) -> list[dict]:
     return result["hosts"]
 
 
+def _config_value(value) -> str:
+    """A value as ssh_config reads it: quoted when it holds a space."""
+    text = str(value)
+    return f'"{text}"' if any(c.isspace() for c in text) else text
+
+
+def ssh_config_text(hosts: list[FleetHost]) -> str:
+    """ssh_config lines for the SSH hosts, in the order ssh's first-obtained-value-wins needs:
+
+    1. the inventory's ssh_config_file(s) first, so that their aliases (HostName, ProxyJump) and a user's
+       StrictHostKeyChecking `yes` win. A file every SSH host names is included before any Host block, for
+       every host ssh resolves, jump hosts too; a file only some hosts name, for exactly those hosts;
+    2. the inventory's SSH settings per host (HostName, Port, User, ...), where the file left them unset;
+    3. the defaults last, for whatever neither set: StrictHostKeyChecking accept-new, as pyinfra's.
+
+    (An Include after a Host block belongs to that block: appended at the end, it applied to the last host only.)
+    """
+    ssh_hosts = [host for host in hosts if not host.local]
+    by_file: dict[str, list[str]] = {}
+    for host in ssh_hosts:
+        if host.data.get("ssh_config_file"):  # relative: to the working directory, as pyinfra opens it
+            path = os.path.abspath(os.path.expanduser(host.data["ssh_config_file"]))
+            by_file.setdefault(path, []).append(host.name)
+    files = [(path, names) for path, names in by_file.items() if Path(path).exists()]
+    lines = [f"Include {_config_value(path)}" for path, names in files if len(names) == len(ssh_hosts)]
+    for path, names in files:
+        if len(names) < len(ssh_hosts):
+            lines += [f"Host {' '.join(names)}", f"    Include {_config_value(path)}"]
+    for host in ssh_hosts:
+        lines.append(f"Host {host.name}")
+        lines += [f"    {option} {_config_value(host.data[key])}" for key, option in SSH_OPTIONS if host.data.get(key)]
+        if host.data.get("ssh_strict_host_key_checking"):
+            lines.append(f"    StrictHostKeyChecking {_config_value(host.data['ssh_strict_host_key_checking'])}")
+    lines += ["Host *", "    StrictHostKeyChecking accept-new"]
+    return "\n".join(lines) + "\n"
+
+
 def write_ssh_config(hosts: list[FleetHost]) -> str:
-    """An ssh_config with one block per SSH host (an inventory's own ssh_config_file is included).
+    """An ssh_config file for the SSH hosts (`ssh_config_text`) in $TMPDIR.
 
     The caller removes the file; `ssh_config` does it on every exit path."""
-    lines, includes = [], set()
-    for host in hosts:
-        if host.local:
-            continue
-        lines.append(f"Host {host.name}")
-        for key, option in SSH_OPTIONS:
-            if host.data.get(key):
-                lines.append(f"    {option} {host.data[key]}")
-        lines.append(f"    StrictHostKeyChecking {host.data.get('ssh_strict_host_key_checking', 'accept-new')}")
-        if host.data.get("ssh_config_file"):
-            includes.add(os.path.expanduser(host.data["ssh_config_file"]))
-    lines += [f"Include {path}" for path in sorted(includes) if Path(path).exists()]
     fd, path = tempfile.mkstemp(prefix="comfyinfra-ssh-", suffix=".conf")
     try:
         with os.fdopen(fd, "w") as handle:
-            handle.write("\n".join(lines) + "\n")
+            handle.write(ssh_config_text(hosts))
     except BaseException:
         remove_ssh_config(path)
         raise

@@ -10,6 +10,7 @@ import shlex
 from dataclasses import dataclass
 
 from comfyinfra.facts import GpuProbe, HostPlatform
+from comfyinfra.quoting import cron_command
 from comfyinfra.spec import HostKind, HostSpec, RefKind, classify_ref, tag_name
 from comfyinfra.torch_matrix import Gpu, TorchChoice, TorchChoiceError, choose_torch
 
@@ -23,6 +24,10 @@ class PlanError(ValueError):
 
 @dataclass(frozen=True)
 class Paths:
+    """The host's tree. The service user is the security boundary (ComfyUI runs custom-node code, without
+    authentication): root owns everything root writes, reads or runs — the tree's root, the checkout with its
+    nodes, the venv, comfyinfra's state, the models and the logs — and the service writes only `service_writable`."""
+
     root: str
     app: str  # the ComfyUI checkout
     venv: str
@@ -35,6 +40,7 @@ class Paths:
     logs: str
     state: str  # comfyinfra's own bookkeeping on the host (constraints, stamps)
     model_blobs: str  # one file per sha256, hard-linked into models/<folder>/
+    home: str  # the service's HOME (caches of pip, Hugging Face, nodes)
 
     @property
     def extra_model_paths(self) -> str:
@@ -77,8 +83,13 @@ class Paths:
         # pip reads <venv>/pip.conf for every pip run inside the venv, ComfyUI-Manager's included.
         return f"{self.venv}/pip.conf"
 
-    def data_dirs(self) -> tuple[str, ...]:
-        return (self.models, self.input, self.output, self.temp, self.user, self.logs)
+    def service_writable(self) -> tuple[str, ...]:
+        """What ComfyUI writes: its uploads, results, scratch space, settings and caches (owned by the service)."""
+        return (self.input, self.output, self.temp, self.user, self.home)
+
+    def read_only(self) -> tuple[str, ...]:
+        """Root-owned trees the service reads and must not change (systemd ReadOnlyPaths= on top of ownership)."""
+        return (self.app, self.venv, self.state, self.models)
 
 
 @dataclass(frozen=True)
@@ -86,9 +97,12 @@ class GitPin:
     repo: str
     ref: str
     kind: RefKind
+    tag: str | None = None  # the tag this commit was resolved from (comfyinfra.tag_pins), for people to read
 
     @property
     def label(self) -> str:
+        if self.tag:
+            return f"{self.tag} ({self.ref[:12]})"
         return self.ref[:12] if self.kind is RefKind.commit else self.ref
 
 
@@ -114,7 +128,7 @@ class ModelPlan:
 class CronJob:
     name: str  # pyinfra's cron_name marker: one entry per rule, found again on the next deploy
     schedule: str
-    command: str
+    command: str  # the crontab line's command field, as written: a shell command with % escaped (cron_command)
 
     @property
     def fields(self) -> dict[str, str]:
@@ -125,8 +139,8 @@ class CronJob:
 def cleanup_jobs(spec: HostSpec, paths: Paths) -> tuple[CronJob, ...]:
     dirs = {"output": paths.output, "input": paths.input, "temp": paths.temp}
     return tuple(
-        CronJob(f"comfyinfra cleanup {rule.directory} ({spec.port})", rule.schedule,
-                f"find {shlex.quote(dirs[rule.directory])} -xdev -type f -mmin +{rule.older_than_minutes} -delete")
+        CronJob(f"comfyinfra cleanup {rule.directory} ({spec.port})", rule.schedule, cron_command(
+                f"find {shlex.quote(dirs[rule.directory])} -xdev -type f -mmin +{rule.older_than_minutes} -delete"))
         for rule in spec.cleanup
     )
 
@@ -162,16 +176,15 @@ class HostPlan:
 
     @property
     def writable_paths(self) -> tuple[str, ...]:
-        """What the service may write under ProtectSystem=strict: its tree, and models_dir if elsewhere."""
-        roots = [self.paths.root]
-        if not self.paths.models.startswith(self.paths.root + "/"):
-            roots.append(self.paths.models)
-        return tuple(roots)
+        """What ComfyUI may write under ProtectSystem=strict: exactly the directories it owns (the GPU monitor's
+        unit has its own)."""
+        return self.paths.service_writable()
 
     @property
     def protect_home(self) -> str:
         # ProtectHome=yes makes /home, /root and /run/user inaccessible, which ReadWritePaths can't undo.
-        under_home = any(p == h or p.startswith(h + "/") for p in self.writable_paths for h in ("/home", "/root", "/run/user"))
+        seen = (*self.writable_paths, *self.paths.read_only())
+        under_home = any(p == h or p.startswith(h + "/") for p in seen for h in ("/home", "/root", "/run/user"))
         return "read-only" if under_home else "yes"
 
     @property
@@ -192,8 +205,13 @@ class HostPlan:
         return "cuda" if self.gpus else "cpu"
 
     @property
+    def argv(self) -> tuple[str, ...]:
+        """ComfyUI's command as words; each template quotes them for its format (systemd_exec, supervisor_command)."""
+        return (self.paths.python, "main.py", *self.launch_args)
+
+    @property
     def command_line(self) -> str:
-        return shlex.join([self.paths.python, "main.py", *self.launch_args])
+        return shlex.join(self.argv)
 
     @property
     def health_url(self) -> str:
@@ -217,12 +235,26 @@ def make_paths(root: str, models_dir: str | None = None) -> Paths:
         logs=f"{root}/logs",
         state=f"{root}/.comfyinfra",
         model_blobs=f"{models}/.blobs",
+        home=f"{root}/home",
     )
 
 
-def pin(repo: str, ref: str) -> GitPin:
+def pin(repo: str, ref: str, tags: dict[tuple[str, str], str] | None = None) -> GitPin:
+    """A tag resolved once for the whole run (`tags`, from comfyinfra.tag_pins) becomes that commit."""
     kind = classify_ref(ref)
-    return GitPin(repo=repo, ref=tag_name(ref) if kind is RefKind.tag else ref, kind=kind)
+    if kind is not RefKind.tag:
+        return GitPin(repo=repo, ref=ref, kind=kind)
+    tag = tag_name(ref)
+    commit = (tags or {}).get((repo, tag))
+    if commit:
+        return GitPin(repo=repo, ref=commit, kind=RefKind.commit, tag=tag)
+    return GitPin(repo=repo, ref=tag, kind=kind)
+
+
+def tag_pins(spec: HostSpec) -> set[tuple[str, str]]:
+    """The (repo, tag) pairs this host pins by tag."""
+    refs = [(spec.comfyui_repo, spec.comfyui_ref), *((node.repo, node.ref) for node in spec.custom_nodes)]
+    return {(repo, tag_name(ref)) for repo, ref in refs if classify_ref(ref) is RefKind.tag}
 
 
 def effective_gpus(spec: HostSpec, probe: GpuProbe) -> tuple[Gpu, ...]:
@@ -288,6 +320,8 @@ def launch_args(spec: HostSpec, paths: Paths, gpus: tuple[Gpu, ...]) -> tuple[st
             "--output-directory", paths.output, "--input-directory", paths.input,
             # ComfyUI uses <X>/temp for --temp-directory X (comfyui-real-cpu.md §5)
             "--temp-directory", paths.root, "--user-directory", paths.user,
+            # its default is <checkout>/user/comfyui.db, whatever --user-directory says; the checkout is read-only
+            "--database-url", f"sqlite:///{paths.user}/comfyui.db",
             "--extra-model-paths-config", paths.extra_model_paths,
             "--max-upload-size", f"{spec.max_upload_size_mb:g}",
             "--disable-auto-launch"]
@@ -313,7 +347,7 @@ def launch_args(spec: HostSpec, paths: Paths, gpus: tuple[Gpu, ...]) -> tuple[st
 def service_env(spec: HostSpec, paths: Paths, gpus: tuple[Gpu, ...]) -> tuple[tuple[str, str], ...]:
     """Environment of the ComfyUI process. CUDA numbers GPUs fastest-first unless told PCI_BUS_ID, which is
     nvidia-smi's order; selecting by UUID makes the choice independent of any numbering."""
-    env = [("HOME", paths.root), ("PYTHONUNBUFFERED", "1"), ("CUDA_DEVICE_ORDER", "PCI_BUS_ID")]
+    env = [("HOME", paths.home), ("PYTHONUNBUFFERED", "1"), ("CUDA_DEVICE_ORDER", "PCI_BUS_ID")]
     if spec.gpu_select is not None:
         env.append(("CUDA_VISIBLE_DEVICES", select_gpu(spec.gpu_select, gpus)))
     return tuple(env)
@@ -346,7 +380,13 @@ def pip_config(spec: HostSpec, paths: Paths) -> tuple[tuple[str, str], ...]:
     return tuple(lines)
 
 
-def make_plan(spec: HostSpec, platform: HostPlatform, probe: GpuProbe) -> HostPlan:
+def make_plan(spec: HostSpec, platform: HostPlatform | None, probe: GpuProbe | None,
+              tags: dict[tuple[str, str], str] | None = None) -> HostPlan:
+    """None for platform or probe: that fact's command failed or printed nothing on the host."""
+    if platform is None or probe is None:
+        what = "the platform probe (uname -m, /proc/meminfo)" if platform is None else "the GPU probe (nvidia-smi)"
+        raise PlanError(f"{what} failed or printed nothing, so this host can't be planned; check that the SSH "
+                        "user gets a POSIX shell and can read /proc")
     paths = make_paths(spec.install_root, spec.models_dir)
     hardware = effective_gpus(spec, probe)
     pins = spec.torch
@@ -367,13 +407,13 @@ def make_plan(spec: HostSpec, platform: HostPlatform, probe: GpuProbe) -> HostPl
     service_manager = choose_service_manager(spec, platform)
     check_private_tmp(spec, paths, service_manager)
     nodes = tuple(
-        NodePlan(node.name, f"{paths.custom_nodes}/{node.name}", pin(node.repo, node.ref), node.install_requirements)
+        NodePlan(node.name, f"{paths.custom_nodes}/{node.name}", pin(node.repo, node.ref, tags), node.install_requirements)
         for node in spec.custom_nodes
     )
     return HostPlan(
         spec=spec,
         paths=paths,
-        comfyui=pin(spec.comfyui_repo, spec.comfyui_ref),
+        comfyui=pin(spec.comfyui_repo, spec.comfyui_ref, tags),
         nodes=nodes,
         gpus=gpus,
         torch=torch,

@@ -1,4 +1,4 @@
-"""Validate every host's merged inventory data before pyinfra connects to anything.
+"""Validate every host's merged inventory data before pyinfra connects to anything, and resolve its tags.
 
 pyinfra executes `config.py` before it loads the inventory; ours hooks the moment the inventory
 is complete (see `install`) and validates all hosts at once (comfyinfra.validate), before the first
@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import sys
 
+from pyinfra import logger
 from pyinfra_cli.exceptions import CliError
 
+from comfyinfra import tag_pins as tag_pins_module
+from comfyinfra.plan import tag_pins
 from comfyinfra.spec import HostSpec
 from comfyinfra.validate import InventoryError, check_host, check_inventory
 
@@ -31,6 +34,7 @@ def inventory_file_from_argv(argv: list[str]) -> str:
 
 
 _SPECS: dict[str, HostSpec] = {}
+_TAGS: tag_pins_module.Resolved = {}
 
 
 def install(state) -> None:
@@ -50,9 +54,21 @@ def install(state) -> None:
             _SPECS.update(check_inventory(inventory, inventory_file_from_argv(sys.argv)))
         except InventoryError as error:
             raise CliError(f"comfyinfra: {error}") from None
+        pairs = {pair for spec in _SPECS.values() for pair in tag_pins(spec)}
+        resolved, warnings = tag_pins_module.resolve(pairs)
+        _TAGS.update(resolved)
+        for (repo, tag), commit in sorted(resolved.items()):
+            logger.info(f"comfyinfra: tag {tag} of {repo} is {commit}: every host is pinned to that commit")
+        for warning in warnings:
+            logger.warning(f"comfyinfra: {warning}")
 
     state.init = init
     state._comfyinfra_preflight = True
+
+
+def resolved_tags() -> tag_pins_module.Resolved:
+    """The inventory's tags resolved to commits for this run (empty when the preflight did not run)."""
+    return dict(_TAGS)
 
 
 def spec_for(host) -> HostSpec:

@@ -7,6 +7,7 @@ release (torch 2.9.1, ...) is pinned fleet-wide.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from comfyinfra.spec import TorchPins
@@ -55,6 +56,9 @@ PREFERENCE_X86 = ("cu128", "cu130", "cu126", "cu129", "cu132", "cu124", "cu118")
 PREFERENCE_AARCH64 = ("cu130", "cu128", "cu129", "cu132", "cu126")
 
 
+DRIVER_VERSION = re.compile(r"\d+(\.\d+){1,3}")  # as nvidia-smi prints a release driver: 570.124.06, 581.15
+
+
 class TorchChoiceError(ValueError):
     """No published torch build fits this host; the message says what to change."""
 
@@ -85,6 +89,16 @@ def _version_tuple(version: str) -> tuple[int, ...]:
     return tuple(int(part) for part in version.split("."))
 
 
+def _driver_tuple(driver: str) -> tuple[int, ...]:
+    """A driver version to compare with MIN_DRIVER; one that is not plain numbers (a "-beta" build) is refused:
+    which CUDA builds it supports is unknown, and the user can name the build instead."""
+    if not DRIVER_VERSION.fullmatch(driver):
+        raise TorchChoiceError(f"NVIDIA driver version {driver!r} is not a plain version number such as 570.124.06 "
+                               "(a beta or custom build?), so which CUDA builds it supports is unknown; set "
+                               "torch.variant (e.g. cu128) to choose the build yourself, or install a release driver")
+    return _version_tuple(driver)
+
+
 def _release(pins: TorchPins) -> tuple[int, int]:
     major, minor, _ = _version_tuple(pins.torch)
     return major, minor
@@ -109,7 +123,7 @@ def _driver_ok(variant: str, driver: str | None, windows_driver: bool) -> bool:
     if driver is None:
         return True  # declared GPU without a driver version: trust the declaration, refuse nothing
     minimum = MIN_DRIVER[variant][1 if windows_driver else 0]
-    return _version_tuple(driver) >= _version_tuple(minimum)
+    return _driver_tuple(driver) >= _version_tuple(minimum)
 
 
 def cpu_choice(pins: TorchPins, arch: str, reason: str) -> TorchChoice:
@@ -141,7 +155,7 @@ def choose_torch(pins: TorchPins, arch: str, gpus: list[Gpu], windows_driver: bo
             f"torch {pins.torch}: its CUDA variants are not in comfyinfra's table (known: {known}); "
             "set torch.variant explicitly (e.g. cu128)"
         )
-    driver = min((g.driver_version for g in gpus if g.driver_version), key=_version_tuple, default=None)
+    driver = min((g.driver_version for g in gpus if g.driver_version), key=_driver_tuple, default=None)
     ccs = [_cc(g) for g in gpus]
     preference = PREFERENCE_AARCH64 if arch == "aarch64" else PREFERENCE_X86
     for variant in preference:

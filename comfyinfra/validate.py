@@ -11,6 +11,7 @@ from __future__ import annotations
 import ast
 import difflib
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,10 @@ from pyinfra.api.connectors import get_all_connectors
 from comfyinfra.plan import PlanError, check_private_tmp, make_paths
 from comfyinfra.spec import SPEC_FIELDS, HostKind, HostSpec
 from comfyinfra.torch_matrix import Gpu, TorchChoiceError, choose_torch
+
+# A bearer token as it can go into an Authorization header: visible ASCII, no space (RFC 6750's b64token is a
+# subset). The host helper (comfyinfra/host_helpers/model_sync.py, stdlib only) checks the same again.
+BEARER_TOKEN = re.compile(r"[\x21-\x7e]+")
 
 # pyinfra's own data keys (connector settings, global-argument defaults) pass through untouched.
 PYINFRA_KEYS = frozenset(
@@ -183,6 +188,12 @@ def _controller_secrets(host_name: str, spec: HostSpec, sources: dict[str, str])
             problems.append(Problem(host_name, f"model_catalog.{name}.token_env", sources.get("model_catalog", ""),
                                     f"environment variable {env} is not set on the machine running pyinfra; export it "
                                     "(its value goes to the host on stdin, never into files, argv or logs)"))
+        elif env and not BEARER_TOKEN.fullmatch(os.environ[env]):  # the value itself is never shown
+            problems.append(Problem(host_name, f"model_catalog.{name}.token_env", sources.get("model_catalog", ""),
+                                    f"the value of {env} contains a space, a control character (a trailing newline?) "
+                                    "or a non-ASCII character, which an HTTP header can't carry; allowed: a bearer "
+                                    f"token of printable ASCII without spaces. Export it without them, e.g. "
+                                    f"export {env}=\"$(tr -d '[:space:]' < token-file)\""))
     for key, env in spec.service_secrets.items():
         value = os.environ.get(env)
         if not value:

@@ -49,6 +49,10 @@ install_root = "/opt/comfyui"  # ComfyUI/, venv/, models/, input/, output/, temp
 service_user = "comfy"  # created as a system user; owns install_root and runs ComfyUI
 python = "python3"  # the host's interpreter for the venv
 listen = "127.0.0.1"  # keep ComfyUI on loopback; it has no authentication
+# Any other listen address (0.0.0.0, a LAN address) is refused unless a host sets this: whoever reaches the
+# port runs workflows, custom-node code included, as the service user. Prefer a reverse proxy with
+# authentication in front of a loopback ComfyUI.
+expose_unauthenticated = False
 port = 8188
 service_manager = "auto"  # systemd when it is init, else supervisord
 health_timeout_s = 180  # the deploy waits this long for /system_stats after a (re)start

@@ -2,7 +2,7 @@
 host, and a `probes(plan)` beside it naming every fact its operations observe (asked together, in one
 round trip per host: comfyinfra.operations.snapshot).
 
-Helpers shared by the roles live here: running as the service user, rendering templates from this
+Helpers shared by the roles live here: rendering templates from this
 repository's templates/ directory.
 """
 
@@ -10,9 +10,9 @@ from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
-from comfyinfra.operations.snapshot import observe
-from comfyinfra.operations.system import CurrentUser, managed_file
+from comfyinfra.operations.system import managed_file
 from comfyinfra.plan import HostPlan
+from comfyinfra.quoting import JINJA_FILTERS
 
 COMFYUI_REPO_HINT = ("Set comfyui_repo to a mirror or a local copy (--data comfyui_repo=/path/to/ComfyUI "
                      "or COMFYINFRA_COMFYUI_REPO=...).")
@@ -32,13 +32,9 @@ def pip_inputs(plan: HostPlan, pin) -> tuple[str, ...]:
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 _JINJA = Environment(undefined=StrictUndefined, keep_trailing_newline=True, loader=FileSystemLoader(str(TEMPLATES)))
-
-
-def as_service_user(plan: HostPlan) -> dict:
-    """Global arguments that run an operation as the service user (su, under sudo when configured)."""
-    if observe(CurrentUser) == plan.spec.service_user:
-        return {}
-    return {"_su_user": plan.spec.service_user, "_su_shell": "sh"}
+# Every value a template writes goes through the filter for its target format (systemd_exec, supervisor_env,
+# yaml_value, ...): comfyinfra.quoting escapes what the format gives a meaning to and refuses what it can't carry.
+_JINJA.filters.update(JINJA_FILTERS)
 
 
 def render(src: str, **context) -> bytes:

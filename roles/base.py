@@ -1,4 +1,6 @@
-"""Preflight checks, then the base system: OS packages, the service user, and the directory tree it owns."""
+"""Preflight checks, then the base system: OS packages, the service user, and the directory tree: root's
+(the tree's root, comfyinfra's state, the logs) and the service's (what ComfyUI writes), 750 like the unit's
+UMask=0027 except where the service must read through."""
 
 from pyinfra import host
 from pyinfra.api import deploy
@@ -6,7 +8,7 @@ from pyinfra.api import deploy
 from comfyinfra.operations.git import GitSourceReachable, sources_reachable
 from comfyinfra.operations.pip import TorchSource, torch_source_reachable
 from comfyinfra.operations.snapshot import probe
-from comfyinfra.operations.system import CurrentUser, DebStatus, Passwd, PathState, directory, os_packages, service_user
+from comfyinfra.operations.system import DebStatus, Passwd, PathState, directory, os_packages, service_user
 from comfyinfra.plan import HostPlan
 from roles import COMFYUI_REPO_HINT, TORCH_SOURCE_HINT, node_repo_hint
 
@@ -27,27 +29,39 @@ def sources(plan: HostPlan) -> tuple[tuple[str, str, str], ...]:
 
 def torch_source(plan: HostPlan) -> dict:
     return {"python": plan.paths.python, "requirement": plan.torch.requirements[0], "index_url": plan.torch_source,
-            "find_links": tuple(plan.spec.pip_sources.find_links), "user": plan.spec.service_user}
+            "find_links": tuple(plan.spec.pip_sources.find_links), "user": "root"}  # root runs pip
 
 
-def tree(plan: HostPlan) -> tuple[str, ...]:
-    return (plan.paths.root, plan.paths.state, *plan.paths.data_dirs())
+def tree(plan: HostPlan) -> tuple[tuple[str, str, str, str], ...]:
+    """(path, user, group, mode) of each directory, parents first."""
+    paths, user = plan.paths, plan.spec.service_user
+    return ((paths.root, "root", "root", "755"),  # not the service's: it could swap anything below for a link
+            (paths.state, "root", "root", "755"),
+            (paths.logs, "root", user, "750"),  # supervisord (root) writes here; the GPU monitor's dir is below
+            *((path, user, user, "750") for path in paths.service_writable()))
+
+
+def changing_hands(plan: HostPlan, path: str) -> dict:
+    """How a directory that changes owner takes its content along: the root's entries are each managed on
+    their own; the logs keep the GPU monitor's directory, which stays the service's."""
+    if path == plan.paths.root:
+        return {"recursive": False}
+    return {"keep": (plan.paths.gpu_monitor_dir,)} if path == plan.paths.logs else {}
 
 
 def probes(plan: HostPlan) -> list:
     user = plan.spec.service_user
-    return [probe(CurrentUser),
-            *(probe(GitSourceReachable, repo=repo, dest=dest, user=user) for repo, dest, _ in sources(plan)),
+    return [*(probe(GitSourceReachable, repo=repo, dest=dest) for repo, dest, _ in sources(plan)),
             probe(TorchSource, **torch_source(plan)),
             probe(DebStatus, packages=packages(plan)), probe(Passwd, user=user),
-            *(probe(PathState, path=path) for path in tree(plan))]
+            *(probe(PathState, path=path) for path, *_ in tree(plan))]
 
 
 @deploy("Preflight")
 def preflight(plan: HostPlan):
-    """Checks that touch nothing: a source that the service user can't reach stops the host before any
-    package is installed, user created or directory made."""
-    sources_reachable(name="Sources reachable", sources=sources(plan), user=plan.spec.service_user)
+    """Checks that touch nothing: a source the host can't reach stops it before any package is installed,
+    user created or directory made."""
+    sources_reachable(name="Sources reachable", sources=sources(plan))
     torch_source_reachable(name=f"PyTorch source reachable ({plan.torch.requirements[0]})", hint=TORCH_SOURCE_HINT,
                            **torch_source(plan))
 
@@ -56,8 +70,8 @@ def preflight(plan: HostPlan):
 def base(plan: HostPlan):
     os_packages(name="OS packages", packages=packages(plan))
     user = plan.spec.service_user
-    service_user(name=f"Service user {user}", user=user, home=plan.paths.root)
-    for path in host.loop(tree(plan)):
-        # ComfyUI deletes and re-creates temp/ at every start, with the service's umask (0027 under systemd)
-        mode = None if path == plan.paths.temp else "755"
-        directory(name=f"Directory {path}", path=path, user=user, group=user, mode=mode)
+    service_user(name=f"Service user {user}", user=user, home=plan.paths.home)
+    # ComfyUI empties temp/ at every start; it can't re-create it under the root-owned tree, so its mode holds.
+    for path, owner, group, mode in host.loop(tree(plan)):
+        directory(name=f"Directory {path}", path=path, user=owner, group=group, mode=mode,
+                  **changing_hands(plan, path))

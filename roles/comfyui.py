@@ -3,11 +3,11 @@
 from pyinfra.api import deploy
 
 from comfyinfra.operations.git import GitCheckout, pin_args, pinned_checkout
-from comfyinfra.operations.pip import InstalledDistributions, Stamp, pip_install_stamped, pip_pinned
+from comfyinfra.operations.pip import InstalledDistributions, Stamp, pip_install_stamped, pip_pinned, torch_files_intact
 from comfyinfra.operations.snapshot import probe
 from comfyinfra.operations.system import PathState, venv
 from comfyinfra.plan import HostPlan
-from roles import as_service_user, pip_inputs, template
+from roles import custom_nodes, pip_inputs, template
 
 
 def stamp(plan: HostPlan) -> str:
@@ -16,8 +16,8 @@ def stamp(plan: HostPlan) -> str:
 
 def probes(plan: HostPlan) -> list:
     paths = plan.paths
-    return [probe(GitCheckout, run_as=plan.spec.service_user, path=paths.app, **pin_args(plan.comfyui)),
-            probe(PathState, path=f"{paths.venv}/bin/python"),
+    return [probe(GitCheckout, path=paths.app, **pin_args(plan.comfyui)),
+            probe(PathState, path=paths.venv), probe(PathState, path=f"{paths.venv}/bin/python"),
             probe(PathState, path=paths.constraints), probe(PathState, path=paths.pip_conf),
             probe(InstalledDistributions, python=paths.python), probe(Stamp, path=stamp(plan))]
 
@@ -25,24 +25,21 @@ def probes(plan: HostPlan) -> list:
 @deploy("ComfyUI")
 def comfyui(plan: HostPlan):
     """Returns the venv operation (node requirements reinstall when it changes) and every operation
-    whose change means restarting ComfyUI."""
+    whose change means restarting ComfyUI. All of it root's: the service reads and runs it, never writes it."""
     paths, spec = plan.paths, plan.spec
-    run_as = as_service_user(plan)
 
     checkout = pinned_checkout(name=f"ComfyUI checkout @ {plan.comfyui.label}", dest=paths.app,
-                               **pin_args(plan.comfyui), **run_as)
-    made = venv(name=f"venv {paths.venv}", path=paths.venv, python=spec.python, **run_as)
+                               **pin_args(plan.comfyui))
+    made = venv(name=f"venv {paths.venv}", path=paths.venv, python=spec.python)
 
-    owner = {"user": spec.service_user, "group": spec.service_user, "mode": "644"}
-    constraints = template("constraints.txt.j2", paths.constraints, name="Torch constraints", plan=plan, **owner)
-    pip_conf = template("pip.conf.j2", paths.pip_conf, name="pip.conf (sources, constraints)", plan=plan, **owner)
+    constraints = template("constraints.txt.j2", paths.constraints, name="Torch constraints", plan=plan)
+    pip_conf = template("pip.conf.j2", paths.pip_conf, name="pip.conf (sources, constraints)", plan=plan)
 
     torch = pip_pinned(
         name=f"PyTorch {plan.torch.variant}: {' '.join(plan.torch.requirements)}",
         python=paths.python,
         requirements=plan.torch.requirements,
         index_url=plan.torch.index_url,
-        **run_as,
     )
     requirements = pip_install_stamped(
         name="ComfyUI requirements (under the torch constraints)",
@@ -54,6 +51,18 @@ def comfyui(plan: HostPlan):
         owner_label="ComfyUI",
         protected=plan.torch.requirements,
         after=(made, checkout),
-        **run_as,
     )
     return made, [checkout, made, constraints, pip_conf, torch, requirements]
+
+
+@deploy("Torch integrity")
+def torch_intact(plan: HostPlan, installs: tuple):
+    """After ComfyUI's and the nodes' requirements: torch's files still those of its wheel (a requirement can
+    ship files into torch/ that pip overwrites silently). Runs only when one of `installs` changed something."""
+    return torch_files_intact(
+        name="Torch set's files match their RECORD",
+        python=plan.paths.python,
+        requirements=plan.torch.requirements,
+        after=installs,
+        invalidate=(stamp(plan), *(custom_nodes.stamp(plan, node) for node in plan.nodes)),
+    )

@@ -53,21 +53,21 @@ def probes(plan: HostPlan) -> list:
 @deploy("Host operations")
 def host_ops(plan: HostPlan):
     paths, user = plan.paths, plan.spec.service_user
-    owner = {"user": user, "group": user}
     for job in host.loop(plan.cron):
         cron_entry(name=f"Cron: {job.name}", command=job.command, user=user, cron_name=job.name, **job.fields)
     template("logrotate.j2", LOGROTATE, name="logrotate: ComfyUI logs daily", plan=plan)
 
-    directory(name=f"Directory {paths.workflows}", path=paths.workflows, mode="755", **owner)
+    directory(name=f"Directory {paths.workflows}", path=paths.workflows, user="root", group="root", mode="755")
     for workflow in host.loop(plan.spec.smoke_workflows):
         managed_file(name=f"Workflow template {workflow}", content=(WORKFLOWS_DIR / workflow).read_bytes(),
-                     dest=f"{paths.workflows}/{workflow}", mode="644", **owner)
+                     dest=f"{paths.workflows}/{workflow}", mode="644")
 
     monitor = plan.gpu_monitor
-    if monitor:
-        directory(name=f"Directory {paths.gpu_monitor_dir}", path=paths.gpu_monitor_dir, mode="755", **owner)
+    if monitor:  # the monitor runs as the service user: its program is root's, only its samples are its own
+        directory(name=f"Directory {paths.gpu_monitor_dir}", path=paths.gpu_monitor_dir, user=user, group=user,
+                  mode="750")
         managed_file(name="GPU monitor helper", content=GPU_MONITOR.read_bytes(), dest=paths.gpu_monitor_helper,
-                     mode="755", **owner)
+                     mode="755")
     if plan.service_manager == "supervisor":
         helpers = helper_programs(plan)
         if helpers:

@@ -7,6 +7,7 @@ lines when it fails. Each restart is decided inside its operation, so `--dry` pr
 """
 
 import os
+import shlex
 
 from pyinfra.api import deploy
 
@@ -39,7 +40,7 @@ def or_show_logs(command: str, log_command: str) -> str:
 
 def log_command(plan: HostPlan) -> str:
     if plan.service_manager == "supervisor":
-        return f"tail -n 30 {plan.paths.logs}/comfyui.log"
+        return f"tail -n 30 {shlex.quote(plan.paths.logs + '/comfyui.log')}"  # root's shell: the path is one word
     return f"journalctl -u {SERVICE} -n 30 --no-pager"
 
 
@@ -61,8 +62,8 @@ def probes(plan: HostPlan) -> list:
 def service(plan: HostPlan, changed: list):
     logs = log_command(plan)
     if plan.spec.service_secrets:
-        changed = [*changed, secret_file(name=f"Secrets env file {plan.paths.secrets_env} (0600)",
-                                         path=plan.paths.secrets_env, owner=plan.spec.service_user,
+        changed = [*changed, secret_file(name=f"Secrets env file {plan.paths.secrets_env} (0640)",
+                                         path=plan.paths.secrets_env, group=plan.spec.service_user,
                                          _stdin=secrets_content(plan))]
     else:
         changed = [*changed, absent_file(name="Secrets env file: none declared", path=plan.paths.secrets_env)]

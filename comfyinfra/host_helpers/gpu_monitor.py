@@ -50,7 +50,7 @@ NVIDIA_SMI_ARGS = ["--query-gpu=" + QUERY_FIELDS, "--format=csv,noheader,nounits
 WSL_NVIDIA_SMI = "/usr/lib/wsl/lib/nvidia-smi"
 NVIDIA_SMI_TIMEOUT_S = 30
 MEMINFO = "/proc/meminfo"
-FILE_RE = re.compile(r"^gpu-(\d{4})-(\d{2})-(\d{2})\.csv$")
+FILE_RE = re.compile(r"gpu-(\d{4})-(\d{2})-(\d{2})\.csv", re.ASCII)  # with fullmatch: no trailing newline
 
 
 class SampleError(Exception):
@@ -214,7 +214,7 @@ def sample_rows(timestamp, gpus, thresholds):
 
 def file_date(name):
     """The date in a `gpu-YYYY-MM-DD.csv` name, or None for any other name."""
-    match = FILE_RE.match(name)
+    match = FILE_RE.fullmatch(name)
     if not match:
         return None
     try:

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """comfyinfra model sync: runs ON the ComfyUI host (stdlib only, Python >= 3.8).
 
-Uploaded by the `models` role and run as the service user. Reads a JSON manifest:
+Uploaded by the `models` role and run as root. Reads a JSON manifest:
 
     check MANIFEST_JSON     print each model's state from stat() and its marker only (never reads a model)
     sync  < MANIFEST_JSON   make every model present and verified; the manifest may carry tokens, so it
@@ -9,13 +9,28 @@ Uploaded by the `models` role and run as the service user. Reads a JSON manifest
 
 Layout: every file is stored once as a blob, `<blobs>/<sha256>`, and hard-linked to each declared
 path (two folders declaring the same sha256 share one copy). Next to a blob, `<sha256>.verified`
-records (sha256, size, mtime_ns, inode) after a full verification; a later run compares that with
-stat() alone, and re-verifies only a file that changed behind our back.
+records (sha256, size, inode, mtime_ns, ctime_ns) after a full verification; a later run compares that
+with stat() alone, and re-verifies only a file that changed behind our back.
+
+Why stat and not a re-hash: a no-op deploy must not read hundreds of GB. What makes the stat-only
+check trustworthy is that only root can produce its inputs: the blobs, markers and logs live in
+root-owned directories (comfyinfra's layout), and a marker or blob counts only when it is a regular
+file owned by the uid running this helper and not writable by group or others. A marker also records
+the blob's ctime, which no system call sets back: a blob that was chowned (a tree taken over from the
+service user, forged marker and all), chmod-ed, re-linked or rewritten with its mtime put back is
+hashed again. And the file's size must equal the declared size, whatever the marker says.
+
+Every file this helper writes is created without following a link (O_NOFOLLOW, O_EXCL), with a fixed
+mode, and markers land by rename from a temp file in the same directory.
 
 A download goes to `<blobs>/<sha256>.partial` (same filesystem: the final rename is atomic), resumes
 with an HTTP Range request after an interruption, retries with backoff, hashes while it streams (a
 second thread, so hashing overlaps the transfer) and is renamed into place only once its size and
-sha256 are right. A wrong file never reaches a final path.
+sha256 are right. A wrong file never reaches a final path. It stops reading at the declared size: a
+server that announces or sends more fails the model.
+
+A bearer token goes only to the URL's own origin (scheme, host and port): a redirect elsewhere,
+https -> http on the same host included, goes without it.
 """
 
 import hashlib
@@ -23,10 +38,13 @@ import http.client
 import json
 import os
 import queue
+import re
 import shutil
+import stat
 import sys
 import threading
 import time
+import traceback
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -35,10 +53,53 @@ from concurrent.futures import ThreadPoolExecutor
 CHUNK = 1 << 20
 RETRIES = 5
 PROGRESS_EVERY_S = 2.0
+BLOB_MODE = 0o644  # the service reads the blobs through their hard links
+STATE_MODE = 0o640  # markers and progress logs: root's (the unit's UMask=0027)
+# A bearer token is visible ASCII (RFC 6750's b64token is a subset): anything else - a trailing newline above all -
+# would make http.client raise an error that quotes the whole header, token included. The preflight checks the same.
+BEARER_TOKEN = re.compile(r"[\x21-\x7e]+")
 
 
 class SyncError(Exception):
     """A model could not be made right; the message names model, host, and what went wrong."""
+
+
+# --- files: never through a link, trusted only when they are our own ----------------------------
+
+
+def ours(st):
+    """A regular file (not a link) owned by the uid running this helper, that no group or other user can write."""
+    return stat.S_ISREG(st.st_mode) and st.st_uid == os.geteuid() and not st.st_mode & 0o022
+
+
+def open_file(path, flags, mode=STATE_MODE):
+    """os.open that never follows a link at `path` and refuses anything but a regular file (O_NONBLOCK: a FIFO
+    planted there must not hang us)."""
+    fd = os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, mode)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise OSError("{} is not a regular file".format(path))
+    return fd
+
+
+def create_file(path, mode=STATE_MODE):
+    """A new, empty file of our own at `path` (whatever was there is removed first, never opened), as a binary
+    writer. The mode is set explicitly: a umask must not make a blob group-writable (and so untrusted)."""
+    if os.path.lexists(path):
+        os.unlink(path)
+    fd = open_file(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    os.fchmod(fd, mode)
+    return os.fdopen(fd, "wb")
+
+
+def replace_file(path, data):
+    """`path` holds `data`: written to a temp file in the same directory, then renamed over `path`."""
+    tmp = path + ".tmp"
+    with create_file(tmp) as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
 
 
 # --- state: stat + marker only ---------------------------------------------------------------
@@ -48,49 +109,66 @@ def blob_path(manifest, model):
     return os.path.join(manifest["blobs"], model["sha256"])
 
 
+def identity(st):
+    """What a marker pins of the blob it vouches for. No system call sets a ctime back: chown, chmod, a new hard
+    link or a write with the mtime put back all leave a new one."""
+    return {"size": st.st_size, "inode": st.st_ino, "mtime_ns": st.st_mtime_ns, "ctime_ns": st.st_ctime_ns}
+
+
 def read_marker(blob):
+    """The marker next to the blob, only if it is our own file; None otherwise."""
     try:
-        with open(blob + ".verified") as handle:
-            return json.load(handle)
-    except (OSError, ValueError):
+        fd = open_file(blob + ".verified", os.O_RDONLY)
+    except OSError:
         return None
+    with os.fdopen(fd, "rb") as handle:
+        if not ours(os.fstat(handle.fileno())):
+            return None
+        try:
+            marker = json.loads(handle.read(1 << 16).decode())
+        except (OSError, ValueError):
+            return None
+    return marker if isinstance(marker, dict) else None
 
 
-def marker_matches(blob, sha256):
-    """True when the blob is unchanged since it was verified: same size, mtime and inode (no read)."""
-    marker = read_marker(blob)
+def marker_matches(blob, model):
+    """True when the blob is the file that was verified, by stat() alone: our own regular file, of the declared
+    size, and the marker (our own) names the model's sha256 and the blob's current identity."""
     try:
-        st = os.stat(blob)
+        st = os.lstat(blob)
     except OSError:
         return False
-    return bool(marker) and marker.get("sha256") == sha256 and [marker.get("size"), marker.get("mtime_ns"),
-                                                                 marker.get("inode")] == [st.st_size, st.st_mtime_ns, st.st_ino]
+    if not ours(st) or (model.get("size") and st.st_size != model["size"]):
+        return False
+    marker = read_marker(blob)
+    return (marker is not None and marker.get("sha256") == model["sha256"]
+            and {key: marker.get(key) for key in identity(st)} == identity(st))
 
 
 def write_marker(blob, sha256):
-    st = os.stat(blob)
-    record = {"sha256": sha256, "size": st.st_size, "mtime_ns": st.st_mtime_ns, "inode": st.st_ino,
-              "verified_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    tmp = blob + ".verified.tmp"
-    with open(tmp, "w") as handle:
-        json.dump(record, handle)
-    os.replace(tmp, blob + ".verified")
+    """Vouch for the blob as it is now. Written after the blob's last link is made (a link changes its ctime)."""
+    record = dict(identity(os.lstat(blob)), sha256=sha256,
+                  verified_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+    replace_file(blob + ".verified", json.dumps(record, sort_keys=True).encode())
+
+
+def linked(blob, dest):
+    """True when dest is a hard link of the blob (not a symlink to it, not a copy)."""
+    try:
+        return os.lstat(dest).st_ino == os.lstat(blob).st_ino
+    except OSError:
+        return False
 
 
 def model_state(manifest, model):
     """'ok' | 'relink' (blob verified, a path is missing or not our blob) | 'verify' (blob changed) | 'fetch'."""
     blob = blob_path(manifest, model)
-    if not os.path.exists(blob):
+    if not os.path.lexists(blob):
         return "fetch"
-    if not marker_matches(blob, model["sha256"]):
+    if not marker_matches(blob, model):
         return "verify"
-    ino = os.stat(blob).st_ino
-    for dest in model["dests"]:
-        try:
-            if os.stat(dest).st_ino != ino:
-                return "relink"
-        except OSError:
-            return "relink"
+    if not all(linked(blob, dest) for dest in model["dests"]):
+        return "relink"
     return "ok"
 
 
@@ -101,49 +179,78 @@ def check(manifest):
 # --- verification and placement ---------------------------------------------------------------
 
 
-def sha256_of(path):
+def sha256_of(handle, copy_to=None):
+    """sha256 of an open file, read once; with copy_to, its bytes are written to a new file there as they are read."""
     digest = hashlib.sha256()
-    with open(path, "rb") as handle:
+    target = create_file(copy_to, BLOB_MODE) if copy_to else None
+    try:
         for chunk in iter(lambda: handle.read(CHUNK * 4), b""):
             digest.update(chunk)
+            if target:
+                target.write(chunk)
+        if target:
+            target.flush()
+            os.fsync(target.fileno())
+    finally:
+        if target:
+            target.close()
     return digest.hexdigest()
 
 
 def link_into_place(blob, dest):
-    """Hard-link the blob to dest atomically (link to a temp name, then rename over dest)."""
+    """Hard-link the blob to dest atomically (link to a temp name, then rename over dest: a link at dest is
+    replaced, never followed)."""
     os.makedirs(os.path.dirname(dest), exist_ok=True)
     tmp = "{}.comfyinfra-link".format(dest)
     if os.path.lexists(tmp):
         os.unlink(tmp)
-    os.link(blob, tmp)
+    os.link(blob, tmp, follow_symlinks=False)
     os.replace(tmp, dest)
 
 
+def remove_blob(blob):
+    for stale in (blob, blob + ".verified"):
+        if os.path.lexists(stale):
+            os.unlink(stale)
+
+
 def adopt_existing(manifest, model, log):
-    """Bytes already on disk (a blob that changed since it was verified, or a declared path that is not
-    our blob) are kept if, and only if, they hash right; a wrong blob is removed. Each inode is read once."""
+    """Bytes already on disk (a blob that changed since it was verified, or a declared path that is not our
+    blob) are kept if, and only if, they have the declared size and hash right; a wrong blob is removed. Each
+    inode is read once, links are not followed. A file that is not our own (a copy placed by hand, a blob from
+    before root took the tree over) is copied into a new blob while it is hashed: no one else may be able to
+    change a blob we vouch for."""
     blob = blob_path(manifest, model)
     seen = set()
     for path in [blob] + list(model["dests"]):
+        got = copy = None
         try:
-            st = os.stat(path)
-        except OSError:
+            handle = os.fdopen(open_file(path, os.O_RDONLY), "rb")
+        except OSError:  # absent, a link, a directory
             continue
-        if st.st_ino in seen or not os.path.isfile(path):
-            continue
-        seen.add(st.st_ino)
-        log.line("verifying {} (changed since it was verified, or not verified yet)".format(path))
-        got = sha256_of(path)
+        with handle:
+            st = os.fstat(handle.fileno())
+            if st.st_ino in seen:
+                continue
+            seen.add(st.st_ino)
+            if model.get("size") and st.st_size != model["size"]:
+                log.line("{} has {} bytes, expected {}: it will be replaced".format(path, st.st_size, model["size"]))
+            else:
+                log.line("verifying {} (changed since it was verified, or not verified yet)".format(path))
+                copy = None if ours(st) else blob + ".adopt"
+                got = sha256_of(handle, copy_to=copy)
         if got == model["sha256"]:
-            if path != blob:
+            if copy:
+                os.replace(copy, blob)
+            elif path != blob:
                 link_into_place(path, blob)
-            write_marker(blob, model["sha256"])
             return True
-        log.line("{} has sha256 {}, expected {}: it will be replaced".format(path, got, model["sha256"]))
+        if got is not None:
+            if copy:
+                os.unlink(copy)
+            log.line("{} has sha256 {}, expected {}: it will be replaced".format(path, got, model["sha256"]))
         if path == blob:
-            for stale in (blob, blob + ".verified"):
-                if os.path.exists(stale):
-                    os.unlink(stale)
+            remove_blob(blob)
     return False
 
 
@@ -158,11 +265,11 @@ class ProgressLog:
         self.last = 0.0
         if path:
             os.makedirs(os.path.dirname(path), exist_ok=True)
-            open(path, "w").close()
+            create_file(path).close()  # each run starts a new log (a link left there is removed, not followed)
 
     def line(self, text):
         if self.path:
-            with open(self.path, "a") as handle:
+            with os.fdopen(open_file(self.path, os.O_WRONLY | os.O_APPEND), "a") as handle:
                 handle.write("{} {}: {}\n".format(time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), self.name, text))
 
     def progress(self, done, total, started, resumed_from, force=False):
@@ -179,20 +286,32 @@ class ProgressLog:
             self.line("{} bytes, {:.1f} MB/s".format(done, rate / 1e6))
 
 
-class _KeepAuthOnSameHost(urllib.request.HTTPRedirectHandler):
-    """Follow redirects; drop the Authorization header when the redirect leaves the original host
-    (Hugging Face redirects to a signed CDN URL that needs no token)."""
+def origin(url):
+    """(scheme, host, port) of a URL, its scheme's default port filled in; None when the port can't be read."""
+    parts = urllib.parse.urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:
+        return None
+    scheme = parts.scheme.lower()
+    return scheme, (parts.hostname or "").lower(), port or {"http": 80, "https": 443}.get(scheme)
+
+
+class _AuthorizationOnlyToItsOrigin(urllib.request.HTTPRedirectHandler):
+    """Follow redirects; the Authorization header follows only to the same scheme, host and port. Hugging Face
+    redirects to a signed CDN URL that needs no token, and an https -> http redirect on the same host would
+    send the token in clear text (the netloc alone is the same for https://h/ and http://h/)."""
 
     def redirect_request(self, req, fp, code, msg, headers, newurl):
         new = super().redirect_request(req, fp, code, msg, headers, newurl)
-        if new is not None and urllib.parse.urlsplit(newurl).netloc != urllib.parse.urlsplit(req.full_url).netloc:
+        if new is not None and (origin(newurl) is None or origin(newurl) != origin(req.full_url)):
             for key in list(new.headers):
                 if key.lower() == "authorization":
                     del new.headers[key]
         return new
 
 
-OPENER = urllib.request.build_opener(_KeepAuthOnSameHost)
+OPENER = urllib.request.build_opener(_AuthorizationOnlyToItsOrigin)
 
 
 def open_url(model, start=0, method="GET", timeout=60):
@@ -232,25 +351,41 @@ def _writer(handle, digest, chunks, failure):
             pass
 
 
+def announced_length(response):
+    try:
+        return int(response.headers.get("Content-Length"))
+    except (TypeError, ValueError):
+        return None
+
+
 def fetch_once(model, partial, digest, total, log, started, resumed_from):
-    """One HTTP attempt, appending to partial from its current size. Returns the new size."""
-    offset = os.path.getsize(partial) if os.path.exists(partial) else 0
+    """One HTTP attempt, appending to partial from its current size. Returns the new size.
+
+    With a declared size (total), a response announcing another length fails before its body is read, and the
+    body is read up to the size and one byte more: that byte, if it comes, fails the model unwritten (_WrongSize)
+    rather than filling the disk with whatever the server streams."""
+    offset = os.lstat(partial).st_size if os.path.lexists(partial) else 0
     response = open_url(model, start=offset)
     with response:
         if offset and response.status != 206:  # the server ignored Range: start over
             log.line("server does not resume (HTTP {}): starting again from 0".format(response.status))
             raise _Restart()
-        mode = "ab" if offset else "wb"
+        length = announced_length(response)
+        if total and length is not None and offset + length != total:
+            raise _WrongSize("the server announces {} bytes, the catalog declares {}".format(offset + length, total))
         chunks, failure = queue.Queue(maxsize=16), []
-        with open(partial, mode) as handle:
+        appending = os.fdopen(open_file(partial, os.O_WRONLY | os.O_APPEND), "ab") if offset else None
+        with appending or create_file(partial, BLOB_MODE) as handle:
             writer = threading.Thread(target=_writer, args=(handle, digest, chunks, failure), daemon=True)
             writer.start()
             done = offset
             try:
                 while True:
-                    chunk = response.read(CHUNK)
+                    chunk = response.read(min(CHUNK, total - done + 1) if total else CHUNK)
                     if not chunk:
                         break
+                    if total and done + len(chunk) > total:
+                        raise _WrongSize("the server sent more than the declared {} bytes".format(total))
                     chunks.put(chunk)
                     done += len(chunk)
                     log.progress(done, total, started, resumed_from)
@@ -261,9 +396,8 @@ def fetch_once(model, partial, digest, total, log, started, resumed_from):
                 raise failure[0]
             handle.flush()
             os.fsync(handle.fileno())
-    expected = response.headers.get("Content-Length")
-    if expected is not None and done - offset < int(expected):
-        raise IOError("connection closed after {} of {} bytes".format(done - offset, expected))
+    if length is not None and done - offset < length:
+        raise IOError("connection closed after {} of {} bytes".format(done - offset, length))
     return done
 
 
@@ -271,22 +405,26 @@ class _Restart(Exception):
     pass
 
 
+class _WrongSize(Exception):
+    """The server's file is not the declared size: not worth retrying."""
+
+
 def download(manifest, model, log):
     blob = blob_path(manifest, model)
     partial = blob + ".partial"
     total = model.get("size") or 0
     digest = hashlib.sha256()
-    if os.path.exists(partial):  # resume: the bytes we have are hashed once, then the rest streams in
-        size = os.path.getsize(partial)
-        if total and size > total:
+    if os.path.lexists(partial):  # resume: the bytes we have are hashed once, then the rest streams in
+        st = os.lstat(partial)
+        if not ours(st) or (total and st.st_size > total):
             os.unlink(partial)
         else:
-            log.line("resuming at byte {}".format(size))
-            with open(partial, "rb") as handle:
+            log.line("resuming at byte {}".format(st.st_size))
+            with os.fdopen(open_file(partial, os.O_RDONLY), "rb") as handle:
                 for chunk in iter(lambda: handle.read(CHUNK * 4), b""):
                     digest.update(chunk)
     started = time.monotonic()
-    resumed_from = os.path.getsize(partial) if os.path.exists(partial) else 0
+    resumed_from = os.lstat(partial).st_size if os.path.lexists(partial) else 0
     attempt = 0
     while True:
         try:
@@ -295,6 +433,11 @@ def download(manifest, model, log):
         except _Restart:
             os.unlink(partial)
             digest = hashlib.sha256()
+        except _WrongSize as error:
+            if os.path.lexists(partial):
+                os.unlink(partial)
+            raise SyncError("model {} on host {}: {} ({}); the download was discarded. Check the model's url and "
+                            "size in model_catalog".format(model["name"], manifest["host"], error, model["url"]))
         except urllib.error.HTTPError as error:
             if error.code in (401, 403, 404, 410):
                 raise SyncError("model {} on host {}: HTTP {} from {}{}".format(
@@ -314,7 +457,6 @@ def download(manifest, model, log):
         raise SyncError("model {} on host {}: sha256 mismatch: expected {}, got {} ({}); the download was discarded".format(
             model["name"], manifest["host"], model["sha256"], got, model["url"]))
     os.replace(partial, blob)
-    write_marker(blob, model["sha256"])
     log.line("verified sha256 {} ({} bytes)".format(got, done))
 
 
@@ -343,17 +485,39 @@ def free_bytes(path):
 def sync_one(manifest, model):
     log = ProgressLog(os.path.join(manifest["logs"], model["name"] + ".log"), model["name"])
     blob = blob_path(manifest, model)
-    if not marker_matches(blob, model["sha256"]) and not adopt_existing(manifest, model, log):
+    if not marker_matches(blob, model) and not adopt_existing(manifest, model, log):
         download(manifest, model, log)
-    ino = os.stat(blob).st_ino
     for dest in model["dests"]:
-        if not os.path.exists(dest) or os.stat(dest).st_ino != ino:
+        if not linked(blob, dest):
             link_into_place(blob, dest)
+    write_marker(blob, model["sha256"])  # last: each link made above changed the blob's ctime
     log.line("in place: {}".format(", ".join(model["dests"])))
     return model["name"]
 
 
+def check_tokens(manifest):
+    """Refuse a token that can't go into an HTTP header, before any request, without showing it."""
+    for model in manifest["models"]:
+        token = model.get("token")
+        if token is not None and not (isinstance(token, str) and BEARER_TOKEN.fullmatch(token)):
+            raise SyncError("model {} on host {}: its token contains a space, a control character (a trailing "
+                            "newline?) or a non-ASCII character; nothing was downloaded. Export the variable named "
+                            "in the model's token_env without it".format(model["name"], manifest["host"]))
+
+
+def without_tokens(text, manifest):
+    """text with every token of the manifest replaced by <token>, also as repr() would quote it (str or bytes)."""
+    for model in manifest.get("models", []):
+        token = model.get("token")
+        if isinstance(token, str) and token:
+            forms = {token, token.strip(), repr(token)[1:-1], repr(token.encode("utf-8", "replace"))[2:-1]}
+            for form in sorted(filter(None, forms), key=len, reverse=True):
+                text = text.replace(form, "<token>")
+    return text
+
+
 def sync(manifest):
+    check_tokens(manifest)
     os.makedirs(manifest["blobs"], exist_ok=True)
     models = manifest["models"]
     # One blob per sha256: a file declared twice is fetched once.
@@ -394,6 +558,10 @@ def main(argv):
             sync(manifest)
         except SyncError as error:
             print("comfyinfra: " + str(error), file=sys.stderr)
+            return 1
+        except Exception:  # a bug or an unforeseen failure: its traceback, minus the tokens it may quote
+            print("comfyinfra: model sync failed on host {}:\n{}".format(
+                manifest.get("host"), without_tokens(traceback.format_exc(), manifest)), file=sys.stderr)
             return 1
         return 0
     print(__doc__, file=sys.stderr)

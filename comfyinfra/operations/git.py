@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pyinfra import host, logger
 from pyinfra.api import FactBase, operation
 
-from comfyinfra.operations.common import as_user, fail_command, q
+from comfyinfra.operations.common import fail_command, q
 from comfyinfra.operations.snapshot import observe
 from comfyinfra.spec import RefKind
 
@@ -45,9 +45,23 @@ def trusting(repo: str, command: str) -> str:
     )
 
 
+# Drift that `git status` alone doesn't show: a `git replace` ref (hidden by GIT_NO_REPLACE_OBJECTS=1 in every
+# command here), files marked assume-unchanged or skip-worktree (any `git ls-files -v` tag but "H"), content
+# that differs from the commit's tree while the index's stat data says clean (every tracked file hashed and
+# compared with the tree), and untracked files (a module beside main.py is imported first); the nodes under
+# custom_nodes/ are the nodes' own checkouts.
+GIT = "env GIT_NO_REPLACE_OBJECTS=1 git"
+NOT_NODES = "-- . ':(exclude)custom_nodes'"
+FILES = "git ls-tree -r HEAD | grep -E '^100(644|755) blob '"
+DRIFT = ("{ git for-each-ref refs/replace; git ls-files -v | grep -v '^H '; "
+         f"git status --porcelain --untracked-files=all {NOT_NODES}; "
+         f"[ \"$({FILES} | cut -d' ' -f3 | cut -f1)\" = \"$({FILES} | cut -f2- | git hash-object --stdin-paths)\" ] "
+         "|| echo content; }")
+
+
 @dataclass(frozen=True)
 class CheckoutState:
-    state: str  # absent | notgit | present
+    state: str  # absent | notgit | foreign (owned by another user than root) | present
     head: str = ""
     origin: str = ""
     dirty: bool = False
@@ -71,9 +85,12 @@ class GitCheckout(FactBase):
         return (
             f"if [ ! -e {q(path)} ]; then echo state=absent; "
             f"elif [ ! -e {q(path + '/.git')} ]; then echo state=notgit; "
-            f"else cd {q(path)} && echo state=present && echo head=$(git rev-parse -q --verify HEAD) "
+            # root runs git here: a .git another user could write runs their hooks and fsmonitor as root
+            f"elif [ \"$(stat -c %u {q(path)} {q(path + '/.git')} | sort -u)\" != \"$(id -u)\" ]; then echo state=foreign; "
+            f"else cd {q(path)} && export GIT_NO_REPLACE_OBJECTS=1 && echo state=present "
+            "&& echo head=$(git rev-parse -q --verify HEAD) "
             "&& echo origin=$(git config --get remote.origin.url) "
-            "&& echo dirty=$(git status --porcelain --untracked-files=no | head -c1 | wc -c) "
+            f"&& echo dirty=$({DRIFT} | head -c1 | wc -c) "
             f"&& {{ {target} || true; }}; fi"
         )
 
@@ -107,8 +124,10 @@ def pinned_checkout(repo: str, dest: str, ref: str, kind: str):
     + ref: 40-hex commit, tag name, or branch (when the spec allowed it)
     + kind: "commit", "tag" or "branch" (comfyinfra.spec.classify_ref)
 
-    Drift means another HEAD or modified tracked files; untracked files (custom_nodes/*) are kept.
-    Reachability is checked before anything is installed (`sources_reachable`).
+    Drift means another HEAD, modified tracked files, untracked files (outside custom_nodes/), replace refs or
+    files hidden from `git status` (assume-unchanged, skip-worktree): all corrected. A checkout another user owns
+    is cloned again (root must not run git in a repository someone else can write). Reachability is checked
+    before anything is installed (`sources_reachable`).
 
     **Example:**
 
@@ -119,13 +138,16 @@ def pinned_checkout(repo: str, dest: str, ref: str, kind: str):
     """
     current = observe(GitCheckout, path=dest, ref=ref, kind=kind, repo=repo)
     target = _checkout_target(ref, kind)
-    git = f"git -C {q(dest)}"
+    git = f"{GIT} -C {q(dest)}"
     fetch_commit = trusting(repo, f"{{ {git} cat-file -e {q(ref + '^{commit}')} 2>/dev/null || {git} fetch -q origin {q(ref)}; }}")
     if current.state == "notgit":
         yield fail_command(f"{dest} exists but is not a git checkout; move it away and deploy again")
         return
-    if current.state == "absent":
-        yield trusting(repo, f"git clone -q --no-checkout {q(repo)} {q(dest)}")
+    if current.state == "foreign":
+        logger.warning(f"{host.print_prefix}{dest} is not owned by root: cloned again")
+        yield f"rm -rf {q(dest)}"
+    if current.state in ("absent", "foreign"):
+        yield trusting(repo, f"{GIT} clone -q --no-checkout {q(repo)} {q(dest)}")
         if kind == "commit":
             yield fetch_commit
         yield f"{git} checkout -q --detach {q(target)}"
@@ -139,23 +161,30 @@ def pinned_checkout(repo: str, dest: str, ref: str, kind: str):
         return
     was = f"{current.head[:12] or 'no commit'}{' with local changes' if current.dirty else ''}"
     logger.warning(f"{host.print_prefix}{dest}: drift corrected: was at {was}, now {ref}")
-    if not current.target:
-        yield trusting(repo, f"{git} fetch -q --tags origin")
+    if not current.target:  # --force: a tag moved upstream replaces the local one (git refuses to clobber it)
+        yield trusting(repo, f"{git} fetch -q --force --tags origin")
         if kind == "commit":
             yield fetch_commit
+    if current.dirty:
+        # one marking mode per update-index run: the last flag before the paths wins
+        yield (f"{git} for-each-ref --format='delete %(refname)' refs/replace | {git} update-ref --stdin && "
+               f"{git} ls-files -z | xargs -0 -r {git} update-index --no-assume-unchanged -- && "
+               f"{git} ls-files -z | xargs -0 -r {git} update-index --no-skip-worktree --")
     yield f"{git} checkout -q -f --detach {q(target)}"
+    if current.dirty:
+        yield f"{git} reset -q --hard && {git} clean -q -f -d {NOT_NODES}"
 
 
 class GitSourceReachable(FactBase):
     """'present' when dest is already a checkout, 'no-git' before git is installed, else 'ok' or the
-    error git printed, reading the repository as `user` would (nobody before that user exists)."""
+    error git printed, reading the repository as root, who clones it."""
 
     @staticmethod
     def default() -> str:
         return ""
 
-    def command(self, repo: str, dest: str, user: str) -> str:
-        ls_remote = as_user(user, trusting(repo, f"timeout 60 git ls-remote -q {q(repo)}"))
+    def command(self, repo: str, dest: str) -> str:
+        ls_remote = trusting(repo, f"timeout 60 {GIT} ls-remote -q {q(repo)}")
         return (
             f"if [ -e {q(dest + '/.git')} ]; then echo present; "
             "elif ! command -v git >/dev/null 2>&1; then echo no-git; "
@@ -167,17 +196,15 @@ class GitSourceReachable(FactBase):
 
 
 @operation()
-def sources_reachable(sources: tuple[tuple[str, str, str], ...], user: str):
+def sources_reachable(sources: tuple[tuple[str, str, str], ...]):
     """
-    Fail fast, before anything is installed, when a repository to clone can't be reached by the
-    user who will clone it.
+    Fail fast, before anything is installed, when a repository to clone can't be reached from the host.
 
     + sources: (repo, dest, hint) per checkout; hint names the setting that overrides the repo
-    + user: the user the checkouts run as
     """
     for repo, dest, hint in sources:
-        status = observe(GitSourceReachable, repo=repo, dest=dest, user=user)
+        status = observe(GitSourceReachable, repo=repo, dest=dest)
         if status not in ("present", "no-git", "ok"):
-            yield fail_command(f"cannot reach {repo} from this host as user {user} ({status or 'no answer'}). {hint}")
+            yield fail_command(f"cannot reach {repo} from this host ({status or 'no answer'}). {hint}")
             return
     host.noop("every source is checked out or reachable")

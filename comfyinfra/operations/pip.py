@@ -10,12 +10,22 @@ from __future__ import annotations
 
 import hashlib
 import re
+from pathlib import Path
 
 from pyinfra import host
 from pyinfra.api import FactBase, operation
 
 from comfyinfra.operations.common import as_user, changed, fail_command, q
 from comfyinfra.operations.snapshot import observe
+
+# Sent inline, and only by a run that installs something: nothing to upload or keep in step beforehand.
+PIP_GUARD = (Path(__file__).resolve().parent.parent / "host_helpers" / "pip_guard.py").read_text()
+
+
+def pip_guard(python: str, *args: str) -> str:
+    """The host-side guard (comfyinfra/host_helpers/pip_guard.py) run by the venv's interpreter: -S so that no
+    .pth file a package dropped into the venv runs as root here, -I so that no PYTHON* variable steers it."""
+    return f"{q(python)} -I -S -c {q(PIP_GUARD)} {' '.join(q(a) for a in args)}"
 
 
 class Stamp(FactBase):
@@ -39,7 +49,7 @@ def stamp_value(inputs: tuple[str, ...]) -> str:
 @operation()
 def pip_install_stamped(python: str, stamp: str, inputs: tuple[str, ...], requirement_files: tuple[str, ...] = (),
                         packages: tuple[str, ...] = (), owner_label: str = "", protected: tuple[str, ...] = (),
-                        after: tuple = ()):
+                        refuse_options_unless: str = "", after: tuple = ()):
     """
     Install requirements once per distinct input: skipped while the stamp matches.
 
@@ -52,6 +62,9 @@ def pip_install_stamped(python: str, stamp: str, inputs: tuple[str, ...], requir
     + packages: extra requirement strings
     + owner_label: who asked for these requirements, for the error message (e.g. "custom node 'x'")
     + protected: pins that a conflict is reported against (the torch set)
+    + refuse_options_unless: the spec field that allows option lines (e.g. custom_nodes[0].allow_requirement_options);
+      when given, requirement files with pip option lines, URL or path requirements are refused before pip runs
+      (they fetch packages from outside pip_sources), with a message naming the file, the line and this field
     + after: operations whose change means reinstalling: the venv (re)created, the checkout moved
 
     The venv's pip.conf carries the constraints file, so nothing installed here can replace torch;
@@ -61,6 +74,12 @@ def pip_install_stamped(python: str, stamp: str, inputs: tuple[str, ...], requir
     if observe(Stamp, path=stamp) == wanted and not changed(*after):
         host.noop(f"{owner_label or 'requirements'} already installed")
         return
+    # Read on the host at execution: the checkout may move earlier in this same run.
+    guard = ""
+    if refuse_options_unless and requirement_files:
+        check = pip_guard(python, "check-requirements", "--owner", owner_label or "requirements",
+                          "--opt-in", refuse_options_unless, *requirement_files)
+        guard = f"{check} || exit 1; "
     # Requirement files that don't exist (a node without requirements.txt) are skipped on the host.
     collect = "".join(f"[ -f {q(f)} ] && set -- \"$@\" -r {q(f)}; " for f in requirement_files)
     collect += "".join(f"set -- \"$@\" {q(p)}; " for p in packages)
@@ -68,7 +87,7 @@ def pip_install_stamped(python: str, stamp: str, inputs: tuple[str, ...], requir
     refusal = (f"comfyinfra: {owner_label} needs packages that conflict with the pinned torch set ({pins}); "
                "nothing was replaced. Pin a compatible commit of it, or change the fleet's torch pins.")
     yield (
-        f"set --; {collect}if [ $# -gt 0 ]; then "
+        f"{guard}set --; {collect}if [ $# -gt 0 ]; then "
         f"out=$({q(python)} -m pip install --no-input --progress-bar off \"$@\" 2>&1); rc=$?; "
         "printf '%s\\n' \"$out\" | tail -n 25; "
         "if [ $rc -ne 0 ]; then "
@@ -122,6 +141,28 @@ def pip_pinned(python: str, requirements: tuple[str, ...], index_url: str | None
         return
     index = f"--index-url {q(index_url)} " if index_url else ""
     yield f"{q(python)} -m pip install --no-input --progress-bar off {index}{' '.join(q(r) for r in requirements)}"
+
+
+@operation()
+def torch_files_intact(python: str, requirements: tuple[str, ...], after: tuple = (), invalidate: tuple[str, ...] = ()):
+    """
+    After requirements were installed: fail the host when a file of the torch set no longer matches the sha256
+    in its dist-info/RECORD, or another package lists one of its files (pip overwrites another package's files
+    silently, and `pip show torch` still reports the pin).
+
+    + python: the venv's interpreter
+    + requirements: the exact pins to verify, e.g. ("torch==2.9.1+cu128", "torchvision==0.24.1+cu128")
+    + after: the operations that install packages; verified only when one of them changes something, so a
+      deploy that installs nothing stays a no-op (hashing torch reads gigabytes)
+    + invalidate: stamps removed on failure, so that the next deploy installs and verifies again instead of
+      taking the altered venv for done
+    """
+    if not changed(*after):
+        host.noop("nothing was installed, torch's files unchanged")
+        return
+    venv = python.rsplit("/bin/", 1)[0]
+    forget = f"rm -f {' '.join(q(stamp) for stamp in invalidate)}; " if invalidate else ""
+    yield f"{pip_guard(python, 'verify-records', '--venv', venv, *requirements)} || {{ {forget}exit 1; }}"
 
 
 class TorchSource(FactBase):

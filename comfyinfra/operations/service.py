@@ -25,8 +25,14 @@ class SystemStats(FactBase):
             return None
 
 
-def device_type(stats) -> str:
-    return ((stats or {}).get("devices") or [{}])[0].get("type", "?")
+def device_type(stats) -> str | None:
+    """devices[0].type of a /system_stats answer ("cuda", "cpu"); None when the answer has no such field,
+    whatever its shape (not ComfyUI, or a ComfyUI that misbehaves): the wait then fails this host only."""
+    try:
+        device = stats["devices"][0]["type"]
+    except (TypeError, KeyError, IndexError):
+        return None
+    return device if isinstance(device, str) else None
 
 
 @operation()
@@ -48,6 +54,9 @@ def wait_healthy(url: str, timeout_s: int, log_command: str, expect_device: str,
             got = device_type(stats)
             if got == expect_device:
                 host.noop(f"{what} healthy at {url} on {got}")
+            elif got is None:
+                yield fail_command(f"{url} answered without devices[0].type, which ComfyUI's /system_stats has: "
+                                   "is another program on this port?")
             else:
                 yield fail_command(f"{what} runs on {got!r}, expected {expect_device!r}: check the torch build "
                                    "(+cuXYZ, not +cpu), the driver, and CUDA_VISIBLE_DEVICES")
@@ -58,10 +67,19 @@ def wait_healthy(url: str, timeout_s: int, log_command: str, expect_device: str,
         f"echo {q(f'comfyinfra: {what} did not answer {url} within {int(timeout_s)} s; its last 30 log lines:')} >&2; "
         f"{log_command} >&2; exit 1; fi; sleep 1; done"
     )
-    message = (f"comfyinfra: {what} runs on %r, expected {expect_device!r}: check the torch build, the driver "
-               "and CUDA_VISIBLE_DEVICES")
-    check = f"import json,sys; t=json.load(sys.stdin)['devices'][0]['type']; sys.exit(0 if t == {expect_device!r} else {message!r} % t)"
-    yield f"curl -s -f -m 5 {q(url)} | python3 -c {q(check)}"
+    yield f"curl -s -f -m 5 {q(url)} | python3 -c {q(device_check(url, expect_device, what))}"
+
+
+def device_check(url: str, expect_device: str, what: str) -> str:
+    """Python (run on the host, /system_stats on stdin) that fails with a message unless devices[0].type is
+    `expect_device`; an answer of another shape fails the same way, not with a traceback."""
+    wrong = (f"comfyinfra: {what} runs on %r, expected {expect_device!r}: check the torch build, the driver "
+             "and CUDA_VISIBLE_DEVICES")
+    shapeless = f"comfyinfra: {url} answered without devices[0].type, which ComfyUI's /system_stats has"
+    return ("import json,sys\n"
+            "try:\n    t=json.load(sys.stdin)['devices'][0]['type']\n"
+            f"except Exception:\n    sys.exit({shapeless!r})\n"
+            f"sys.exit(0 if t == {expect_device!r} else {wrong!r} % (t,))")
 
 
 # --- secrets file -----------------------------------------------------------------------------
@@ -83,27 +101,46 @@ class SameAsStdin(FactBase):
 
 
 @operation()
-def secret_file(path: str, owner: str):
+def secret_file(path: str, group: str):
     """
-    Write the operation's stdin to `path`, mode 0600, owned by `owner`, unless it already holds exactly that.
+    Write the operation's stdin to `path`, root's, mode 0640 for `group`, unless it already holds exactly that.
 
-    + path: destination (e.g. the service's env file)
-    + owner: user (and group) owning the file
+    + path: destination (e.g. the service's env file), in a directory only root can write
+    + group: the group that may read it (the service's: supervisord's program sources it as the service user)
 
-    Pass the content as the operation's `_stdin`: it never appears in argv, logs or --diff.
+    Pass the content as the operation's `_stdin`: it never appears in argv, logs or --diff. Written beside
+    the destination and renamed over it: no link is followed, no reader sees half a file.
     """
     if host.get_fact(SameAsStdin, path=path):
         host.noop(f"{path} up to date")
         return
     tmp = q(path + ".tmp")
-    yield f"umask 077 && cat > {tmp} && chown {q(owner)}: {tmp} && chmod 600 {tmp} && mv {tmp} {q(path)}"
+    yield (f"umask 077 && rm -f {tmp} && cat > {tmp} && chown -h root:{q(group)} {tmp} && chmod 640 {tmp} "
+           f"&& mv -fT {tmp} {q(path)}")
 
 
 # --- supervisord (hosts without systemd) ----------------------------------------------------
 
 
+# supervisord's programs inherit its environment: started from the deploy's SSH session, ComfyUI carried
+# SSH_CLIENT, SSH_CONNECTION and whatever else the session had. It gets exactly this (and its program's
+# environment= lines) instead.
+SUPERVISORD_ENV = (("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"), ("LANG", "C.UTF-8"))
+
+
+def clean_supervisord(conf: str) -> str:
+    """The command that starts supervisord with SUPERVISORD_ENV only."""
+    return f"env -i {' '.join(f'{key}={q(value)}' for key, value in SUPERVISORD_ENV)} supervisord -c {q(conf)}"
+
+
+def from_ssh_session(pid: str) -> str:
+    """A test: the process's environment holds an SSH session's variables (it was started from one)."""
+    return f"tr '\\0' '\\n' < /proc/{pid}/environ 2>/dev/null | grep -q '^SSH_'"
+
+
 class SupervisorStatus(FactBase):
-    """Whether supervisord answers on `conf`'s socket, and the state of every program (RUNNING, STOPPED, ...)."""
+    """Whether supervisord answers on `conf`'s socket, whether it was started from an SSH session
+    (environment=ssh), and the state of every program (RUNNING, STOPPED, ...)."""
 
     @staticmethod
     def default() -> dict[str, str]:
@@ -111,7 +148,8 @@ class SupervisorStatus(FactBase):
 
     def command(self, conf: str) -> str:
         ctl = f"supervisorctl -c {q(conf)}"
-        return (f"if {ctl} pid >/dev/null 2>&1; then echo supervisord=up; {ctl} status 2>/dev/null "
+        return (f"if {ctl} pid >/dev/null 2>&1; then echo supervisord=up; "
+                f"{from_ssh_session('$(' + ctl + ' pid)')} && echo environment=ssh; {ctl} status 2>/dev/null "
                 "| awk '{print $1 \"=\" $2}'; else echo supervisord=down; fi")
 
     def process(self, output) -> dict[str, str]:
@@ -121,15 +159,23 @@ class SupervisorStatus(FactBase):
 @operation()
 def supervisord_running(conf: str):
     """
-    Start supervisord when it is not running (containers have no init to start it).
+    Start supervisord when it is not running (containers have no init to start it), with a clean, declared
+    environment (SUPERVISORD_ENV); one started from an SSH session (by hand, by the package's install, by an
+    older comfyinfra) is shut down and started so.
 
     + conf: supervisord's main config file
     """
-    if observe(SupervisorStatus, conf=conf).get("supervisord") == "up":
+    status = observe(SupervisorStatus, conf=conf)
+    if status.get("supervisord") == "up" and status.get("environment") != "ssh":
         host.noop("supervisord already running")
         return
-    yield (  # safe when it started meanwhile (installing the package starts it on some hosts)
-        f"supervisorctl -c {q(conf)} pid >/dev/null 2>&1 || supervisord -c {q(conf)} && i=0; until supervisorctl -c {q(conf)} pid >/dev/null 2>&1; do "
+    ctl = f"supervisorctl -c {q(conf)}"
+    yield (  # safe when it started meanwhile (installing the package starts it on some hosts, from this session)
+        f"if pid=$({ctl} pid 2>/dev/null) && {from_ssh_session('$pid')}; then {ctl} shutdown >/dev/null; i=0; "
+        "while kill -0 \"$pid\" 2>/dev/null && ! grep -q '^State:.*zombie' /proc/\"$pid\"/status 2>/dev/null; do "
+        "i=$((i+1)); "
+        "[ $i -gt 60 ] && { echo 'comfyinfra: supervisord did not stop' >&2; exit 1; }; sleep 1; done; fi; "
+        f"{ctl} pid >/dev/null 2>&1 || {clean_supervisord(conf)} && i=0; until {ctl} pid >/dev/null 2>&1; do "
         "i=$((i+1)); [ $i -gt 30 ] && { echo 'comfyinfra: supervisord did not come up' >&2; exit 1; }; sleep 1; done"
     )
 

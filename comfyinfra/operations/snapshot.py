@@ -16,6 +16,7 @@ from typing import Any
 from pyinfra import host, logger
 from pyinfra.api import FactBase
 
+from comfyinfra.facts import UnreadableFact
 from comfyinfra.operations.common import as_user
 
 MARK = "@@comfyinfra-fact"
@@ -71,6 +72,18 @@ def merge(probes: tuple[Probe, ...]) -> tuple[Probe, ...]:
     return single + tuple((many, (("keys", tuple(dict.fromkeys(keys))),), user) for (many, user), keys in grouped.items())
 
 
+def processed(fact: FactBase, lines: list[str]):
+    """The fact's value from its output; output its parser can't read stops this host only (UnreadableFact,
+    refused by deploy.py), where the exception itself would have aborted the run for every host."""
+    try:
+        return fact.process(lines)
+    except UnreadableFact:
+        raise
+    except Exception as error:
+        raise UnreadableFact(f"could not read this host's answer to {type(fact).__name__}: "
+                             f"{type(error).__name__}: {error}") from error
+
+
 def values(probes: tuple[Probe, ...], batch: tuple[Probe, ...], sections: list, status: list) -> list:
     """Each probe's value from the batch's output: processed by its fact, its default() when it failed."""
     answers = {}
@@ -78,7 +91,7 @@ def values(probes: tuple[Probe, ...], batch: tuple[Probe, ...], sections: list, 
         fact = cls()
         lines = sections[index] if index < len(sections) else []
         ok = index < len(status) and status[index]
-        answers[batch[index]] = fact.process(lines) if ok and lines else fact.default()
+        answers[batch[index]] = processed(fact, lines) if ok and lines else fact.default()
     found = []
     for cls, kwargs, user in probes:
         many = getattr(cls, "many", None)
@@ -103,9 +116,10 @@ _SNAPSHOTS: dict[str, dict] = {}
 
 
 def expect(probes: list[Probe]) -> None:
-    """Declare the facts this host's operations will observe; they are asked together, once, by the first."""
-    _EXPECTED[host.name] = tuple(dict.fromkeys(probes))
-    _SNAPSHOTS.pop(host.name, None)
+    """Declare the facts this host's operations will observe, and ask them now, together: an answer that
+    can't be read (UnreadableFact) stops this host here, before any of its operations exists."""
+    expected = _EXPECTED[host.name] = tuple(dict.fromkeys(probes))
+    _SNAPSHOTS[host.name] = {(c, k): v for (c, k, _), v in zip(expected, ask(*expected))}
 
 
 def observe(cls: type[FactBase], **kwargs):

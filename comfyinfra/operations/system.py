@@ -5,34 +5,29 @@ pyinfra's operations for these (apt.packages, server.user, files.directory/put/t
 crontab.crontab, systemd.service, pip.venv) each ask their own facts: two to four round trips per
 file or directory, every run. These read the state from the host's snapshot
 (comfyinfra.operations.snapshot: one round trip for the whole deploy) and do nothing when it matches;
-when it doesn't, most hand over to pyinfra's own operation, which reads the live state and does the
-work (atomic uploads through a temporary file, `--diff` output).
+when it doesn't, crontab and systemd hand over to pyinfra's own operation. Files are written here: pyinfra's
+files.put opens the destination itself (through a link, as root) and chowns it after; managed_file uploads
+beside it and renames (pyinfra's `--diff` display kept).
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
+import posixpath
 from dataclasses import dataclass
 
-from pyinfra import host
-from pyinfra.api import FactBase, operation
+from pyinfra import host, logger, state
+from pyinfra.api import FactBase, FileUploadCommand, operation
+from pyinfra.api.output import format_text
 from pyinfra.api.util import try_int
 from pyinfra.facts.crontab import Crontab
-from pyinfra.operations import crontab, files, systemd
+from pyinfra.facts.files import FileContents
+from pyinfra.operations import crontab, systemd
+from pyinfra.operations.util.files import generate_color_diff  # pyinfra's own --diff rendering
 
 from comfyinfra.operations.common import fail_command, q
 from comfyinfra.operations.snapshot import observe
-
-
-class CurrentUser(FactBase):
-    """The user commands run as (after sudo, when configured)."""
-
-    def command(self) -> str:
-        return "id -un"
-
-    def process(self, output) -> str:
-        return "".join(output).strip()
 
 
 @dataclass(frozen=True)
@@ -104,13 +99,19 @@ def _same(info: PathInfo | None, kind: str, user: str, group: str, mode: str | N
 
 
 @operation()
-def directory(path: str, user: str, group: str, mode: str | None = "755"):
+def directory(path: str, user: str, group: str, mode: str = "755", keep: tuple[str, ...] = (), recursive: bool = True):
     """
     A directory with this owner and mode.
 
     + path: the directory
     + user, group: its owner
-    + mode: octal, e.g. "755"; None: any (made 755), for a directory its owner re-creates with its own umask
+    + mode: octal, e.g. "750"
+    + keep: subdirectories managed on their own, left alone when the directory changes hands
+    + recursive: False for a directory whose entries are each managed on their own (the tree's root)
+
+    When an existing directory changes owner (an install from before the service user lost its write access),
+    everything below it changes too, links not followed, and when root takes it over, the links inside are
+    deleted: whatever the previous owner left there must not redirect root's writes (`keep` excepted).
     """
     info = observe(PathState, path=path)
     if _same(info, "directory", user, group, mode):
@@ -119,23 +120,61 @@ def directory(path: str, user: str, group: str, mode: str | None = "755"):
     if info is not None and info.type != "directory":
         yield fail_command(f"{path} exists and is not a directory ({info.type}); move it away and deploy again")
         return
-    chmod = f" && chmod {mode or 755} {q(path)}" if mode or info is None else ""
-    yield f"mkdir -p {q(path)} && chown {q(user)}:{q(group)} {q(path)}{chmod}"
+    if info is None:
+        yield f"mkdir -p {q(path)} && chown {q(user)}:{q(group)} {q(path)} && chmod {mode} {q(path)}"
+        return
+    if info.user != user and recursive:
+        prune = "".join(f"-path {q(k)} -prune -o " for k in keep)
+        if user == "root":
+            yield f"find {q(path)} -xdev -mindepth 1 {prune}-type l -print -delete"
+        yield f"find {q(path)} -xdev {prune}-exec chown -h {q(user)}:{q(group)} {{}} +"
+    elif info.group != group:
+        yield f"chown -h {q(user)}:{q(group)} {q(path)}"
+    yield f"chmod {mode} {q(path)}"
 
 
 @operation()
 def managed_file(dest: str, content: bytes, user: str = "root", group: str = "root", mode: str = "644"):
     """
-    A file with exactly this content, owner and mode (uploaded through a temporary file and moved into place).
+    A file with exactly this content, owner and mode: uploaded to a new name in the destination's directory, owned
+    and moded there, then renamed over the destination. Nothing is opened through a link at the destination (a
+    link there is replaced, its target untouched), and readers see the old file or the new one, never a part.
 
-    + dest: path on the host
+    + dest: path on the host, in a directory only root can write
     + content: the bytes it must hold (a rendered template, a helper program)
     + user, group, mode: its owner and octal mode
     """
-    if _same(observe(PathState, path=dest), "file", user, group, mode, hashlib.sha256(content).hexdigest()):
+    info = observe(PathState, path=dest)
+    digest = hashlib.sha256(content).hexdigest()
+    if _same(info, "file", user, group, mode, digest):
         host.noop(f"{dest} up to date")
         return
-    yield from files.put._inner(src=io.BytesIO(content), dest=dest, user=user, group=group, mode=mode)
+    if info is not None and info.type == "directory":
+        yield fail_command(f"{dest} is a directory; move it away and deploy again")
+        return
+    if state.config.DIFF:
+        _log_diff(dest, info, content)
+    parent, name = posixpath.split(dest)
+    temp = posixpath.join(parent, f".{name}.comfyinfra-{digest[:16]}")
+    yield f"rm -f {q(temp)}"  # never upload through a leftover
+    yield FileUploadCommand(io.BytesIO(content), temp, remote_temp_filename=host.get_temp_filename(temp))
+    yield f"chown -h {q(user)}:{q(group)} {q(temp)} && chmod {mode} {q(temp)} && mv -fT {q(temp)} {q(dest)}"
+
+
+def _log_diff(dest: str, info: PathInfo | None, content: bytes) -> None:
+    """pyinfra's --diff display for a file about to change (the current content read only from a regular file)."""
+    current = []
+    if info is not None and info.type == "file":
+        current = [line + "\n" for line in (host.get_fact(FileContents, path=dest) or [])]
+    host.log(f"Will {'modify' if current else 'create'} {format_text(dest, bold=True)}", logger.info)
+    try:
+        desired = content.decode().splitlines(keepends=True)
+    except UnicodeDecodeError:
+        logger.info("Binary file uploaded")
+        return
+    for line in generate_color_diff(current, desired):
+        logger.info("  %s", line)
+    logger.info("")
 
 
 @operation()
@@ -151,18 +190,28 @@ def absent_file(path: str):
     yield f"rm -f {q(path)}"
 
 
+SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
 @operation()
 def venv(path: str, python: str):
     """
-    A Python venv at `path` (made with `<python> -m venv` when its interpreter is missing).
+    A root-owned Python venv at `path` (made with `<python> -m venv` when its interpreter is missing). One owned by
+    anyone else is made again: root runs its pip, and whoever could write it could have planted code there
+    (a `.pth` file runs at every interpreter start).
 
     + path: the venv directory
     + python: the host's interpreter that makes it
     """
-    if observe(PathState, path=f"{path}/bin/python") is not None:
+    tree = observe(PathState, path=path)
+    if tree is not None and tree.user != "root":
+        logger.warning(f"{host.print_prefix}{path} is owned by {tree.user}, not root: made again")
+        yield f"rm -rf {q(path)}"
+    elif observe(PathState, path=f"{path}/bin/python") is not None:
         host.noop(f"venv {path} exists")
         return
-    yield f"{q(python)} -m venv {q(path)}"
+    # the system's interpreter, not one from root's own PATH (pyenv under /root): the service user must run it
+    yield f"env PATH={SYSTEM_PATH} {q(python)} -m venv {q(path)}"
 
 
 class DebStatus(FactBase):

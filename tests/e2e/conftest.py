@@ -37,14 +37,20 @@ class World:
     install_root: str
     port: int
 
+    def node_entry(self, repo=None, ref=None, name="demo", **extra) -> dict:
+        """A custom node from the git daemon (git://: a private mirror, so insecure transport allowed explicitly)."""
+        return {"name": name, "repo": repo or self.node.url, "ref": ref or self.node.commit,
+                "allow_insecure_transport": True, **extra}
+
     def host_data(self, **overrides) -> dict:
         data = {
             **self.sshd.connection_data(),
             "comfyui_repo": self.comfyui.url,
+            "comfyui_allow_insecure_transport": True,  # the loopback git daemon speaks git://
             "comfyui_ref": self.comfyui.commit,
             "torch": {"torch": "2.13.0"},  # the CPU wheel on this machine's disk
             "pip_sources": {"torch_index_url": "https://pypi.org/simple", "find_links": wheelhouse()},
-            "custom_nodes": [{"name": "demo", "repo": self.node.url, "ref": self.node.commit}],
+            "custom_nodes": [self.node_entry()],
             "install_root": self.install_root,
             "port": self.port,
             "health_timeout_s": 120,

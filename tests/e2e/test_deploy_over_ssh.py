@@ -175,6 +175,7 @@ def test_moving_the_pinned_commit_redeploys_exactly_the_changed_parts(world):
     assert set(result.changes(HOST)) == {
         f"ComfyUI | ComfyUI checkout @ {new_commit[:12]}",
         "ComfyUI | ComfyUI requirements (under the torch constraints)",
+        "Torch integrity | Torch set's files match their RECORD",  # after any requirements install
         "Service | Restart ComfyUI (code, venv, nodes or model paths changed)",
         f"Service | ComfyUI answers http://127.0.0.1:{world.port}/system_stats on cpu",
     }, explain(result)
@@ -184,7 +185,7 @@ def test_moving_the_pinned_commit_redeploys_exactly_the_changed_parts(world):
 
 def test_moving_a_node_pin_and_a_flag_is_predicted_by_dry_run(world):
     node = world.node.commit_change("README.md", "demo node, patched\n", "docs")
-    nodes = [{"name": "demo", "repo": world.node.url, "ref": node}]
+    nodes = [world.node_entry(ref=node)]
     result = assert_dry_run_predicts_the_deploy(world, custom_nodes=nodes)
     assert "Custom nodes | Node demo @ " + node[:12] in result.changes(HOST)
     result = assert_dry_run_predicts_the_deploy(world, custom_nodes=nodes, preview_method="latent2rgb")
@@ -194,7 +195,7 @@ def test_moving_a_node_pin_and_a_flag_is_predicted_by_dry_run(world):
 
 def test_node_that_would_replace_torch_fails_by_name(world):
     greedy = world.git.repo(FIXTURES / "custom_node_torch_conflict", "greedy-node")
-    nodes = world.host_data()["custom_nodes"] + [{"name": "greedy", "repo": greedy.url, "ref": greedy.commit}]
+    nodes = world.host_data()["custom_nodes"] + [world.node_entry(greedy.url, greedy.commit, name="greedy")]
     result = deploy(world, name="greedy", custom_nodes=nodes)
     assert result.rc != 0
     assert "custom node 'greedy' needs packages that conflict with the pinned torch set" in result.stderr, explain(result)

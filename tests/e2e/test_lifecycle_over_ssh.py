@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import grp
 import os
 import re
 import signal
@@ -99,7 +100,7 @@ def test_log_rotation_config_is_valid_for_logrotate(world):
     assert f"{world.install_root}/logs/*.log" in debug.stderr and "rotating pattern" in debug.stderr
 
 
-def test_service_secrets_reach_comfyui_through_a_0600_file_only(world):
+def test_service_secrets_reach_comfyui_through_a_root_owned_file_only(world):
     import secrets as random_secrets
 
     value = "sk-" + random_secrets.token_hex(16)
@@ -108,7 +109,9 @@ def test_service_secrets_reach_comfyui_through_a_0600_file_only(world):
     result = pyinfra(inventory, "-y", "--json", "-vv", "--diff", env=env)
     assert result.rc == 0, result.stderr[-4000:]
     secrets_env = Path(world.install_root, ".comfyinfra", "secrets.env")
-    assert secrets_env.stat().st_mode & 0o777 == 0o600 and secrets_env.read_text() == f"COMFY_API_KEY='{value}'\n"
+    info = secrets_env.stat()  # root's, readable by the service's group only (its shell wrapper sources it)
+    assert (info.st_mode & 0o777, info.st_uid, grp.getgrgid(info.st_gid).gr_name) == (0o640, 0, "comfy")
+    assert secrets_env.read_text() == f"COMFY_API_KEY='{value}'\n"
     process_env = Path(f"/proc/{pid(world)}/environ").read_bytes().split(b"\0")
     assert f"COMFY_API_KEY={value}".encode() in process_env
     assert value not in result.stderr and value not in result.stdout

@@ -26,8 +26,7 @@ def smoke_world(world):
         sha, size = make_safetensors(files / "tiny.safetensors")
         catalog = {"tiny": {"url": server.url("tiny.safetensors"), "sha256": sha, "size": size, "folder": "loras",
                             "filename": "tiny.safetensors"}}
-        nodes = [{"name": "demo", "repo": world.node.url, "ref": world.node.commit,
-                  "node_classes": ["DemoSolidImage", "DemoInvert"]}]
+        nodes = [world.node_entry(node_classes=["DemoSolidImage", "DemoInvert"])]
         inventory = world.inventory("smoke", {HOST: world.host_data(model_catalog=catalog, models=["tiny"],
                                                                     custom_nodes=nodes, run_cron_daemon=True)})
         result = pyinfra(inventory, "-y", "--json")

@@ -23,6 +23,7 @@ import pytest
 
 from comfyinfra.plan import make_paths
 from tests.e2e.harness import REPO_ROOT, pyinfra, write_inventory
+from tests.support import hostile
 from tests.support.fixture_host import MIRROR, WHEELS, container_host_data
 
 pytestmark = [pytest.mark.e2e, pytest.mark.skipif(not shutil.which("podman"), reason="podman not installed")]
@@ -118,11 +119,20 @@ def test_the_sandbox_is_in_force_inside_the_running_service(fleet):
     by_point = {fields[4]: fields[5].split(",") for fields in mounts}
     assert "ro" in by_point["/"], f"/ is not read-only for the service: {by_point['/']}"
     assert "/tmp" in by_point and "/var/tmp" in by_point, "no private /tmp for the service"
-    assert "rw" in by_point.get("/opt/comfyui", []), "the install tree is not writable for the service"
+    paths = make_paths("/opt/comfyui")
+
+    def options(path):  # of the mount that holds it: the longest mount point above it
+        point = max((p for p in by_point if path == p or path.startswith(p.rstrip("/") + "/")), key=len)
+        return by_point[point]
+
+    for path in paths.service_writable():  # its own directories only; the checkout, venv, models: read-only
+        assert "rw" in options(path), f"{path} is not writable for the service: {options(path)}"
+    for path in (*paths.read_only(), paths.root, paths.logs):
+        assert "ro" in options(path), f"{path} is writable for the service: {options(path)}"
     shown = on(fleet, HOSTS[0], "systemctl show comfyui -p User -p ProtectSystem -p PrivateTmp -p NoNewPrivileges "
                                 "-p Restart -p UMask -p ReadWritePaths")
     assert {"User=comfy", "ProtectSystem=strict", "PrivateTmp=yes", "NoNewPrivileges=yes", "Restart=always",
-            "UMask=0027", "ReadWritePaths=/opt/comfyui"} <= set(shown.splitlines()), shown
+            "UMask=0027", f"ReadWritePaths={' '.join(paths.service_writable())}"} <= set(shown.splitlines()), shown
     security = on(fleet, HOSTS[0], "systemd-analyze security comfyui --no-pager | tail -n 1")
     score = float(re.search(r"(\d+\.\d+)", security).group(1))
     assert score <= 4.0, security
@@ -137,6 +147,28 @@ def test_the_gpu_monitor_timer_samples_the_gpu_where_there_is_one(fleet):
     rows = on(fleet, GPU_HOST, f"cat {csv}").splitlines()
     assert rows[0].startswith("Timestamp,GPU,MemoryUsed_MB") and rows[-1].endswith(",0,1024,24564,4.2,41,3,31.5,OK"), rows
     assert on(fleet, GPU_HOST, f"stat -c %U {csv}") == "comfy"  # written by the service user, not root
+
+
+CANARIES: dict[str, dict] = {}
+
+
+def root_shell(fleet, name):
+    def run(command):
+        out = fleet[1][name].exec("sh", "-c", command)
+        return out.returncode, out.stdout
+    return run
+
+
+def test_the_service_user_cannot_plant_anything_root_touches(fleet):
+    """Issue 10 on systemd: canaries made here are checked after the flag change, kill -9, the failing start,
+    the smoke suite and the load test (the module's last test)."""
+    paths = make_paths("/opt/comfyui")
+    for name in HOSTS:
+        run = root_shell(fleet, name)
+        CANARIES[name] = hostile.make_canaries(run, 3)
+        assert hostile.writable_by_service(run, "comfy", paths, paths.gpu_monitor_dir) == [], name
+        assert hostile.plant_links(run, "comfy", hostile.root_paths(paths, "systemd")) == [], name
+        hostile.plant_in_own_dirs(run, "comfy", paths)
 
 
 def test_journald_holds_comfyuis_log(fleet):
@@ -216,3 +248,9 @@ def test_smoke_suite_and_load_test_over_both_hosts(fleet, tmp_path):
                            "workflows/cpu_smoke.json", "--jobs", "6", "--concurrency", "2", "--timeout", "60",
                            "--output", str(summary)], cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
     assert load.returncode == 0, load.stdout[-3000:] + load.stderr[-3000:]
+
+
+def test_canaries_untouched_after_everything(fleet):
+    assert CANARIES, "the planting test did not run"
+    for name, before in CANARIES.items():
+        assert hostile.canary_state(root_shell(fleet, name)) == before

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 
 import pytest
@@ -51,11 +52,24 @@ def test_listens_only_where_configured(host, target):
     assert not extra, f"port {target.spec.port} is also bound on {sorted(extra)}; ComfyUI has no auth: keep listen={target.spec.listen!r}"
 
 
+def pinned_version(host, target) -> str:
+    """`__version__` of the pinned commit's comfyui_version.py, read from git's objects and parsed here: nothing
+    from the host's install tree is run by the SSH user (root)."""
+    pin = target.comfyui
+    rev = {"commit": pin.ref, "tag": f"refs/tags/{pin.ref}^{{commit}}"}.get(pin.kind.value, f"origin/{pin.ref}")
+    shown = host.run(f"env GIT_NO_REPLACE_OBJECTS=1 git -C {shlex.quote(target.paths.app)} show "
+                     f"{shlex.quote(rev + ':comfyui_version.py')}")
+    assert shown.rc == 0, f"cannot read comfyui_version.py at {rev} in {target.paths.app}: {shown.stderr.strip()}"
+    found = re.search(r"""^__version__\s*=\s*["']([^"']+)["']""", shown.stdout, re.M)
+    assert found, f"no __version__ in comfyui_version.py at {rev}"
+    return found.group(1)
+
+
 def test_system_stats_matches_the_pins(host, target):
     stats = get_json(host, target, "/system_stats")
     system, device = stats["system"], stats["devices"][0]
-    pinned = host.run(f"cd {shlex.quote(target.paths.app)} && python3 -c 'import comfyui_version as v; print(v.__version__)'")
-    assert system["comfyui_version"] == pinned.stdout.strip(), "ComfyUI reports another version than the pinned checkout"
+    assert system["comfyui_version"] == pinned_version(host, target), \
+        "ComfyUI reports another version than the pinned commit"
     torch_pin = target.torch.requirements[0].split("==", 1)[1]
     assert system["pytorch_version"] == torch_pin or (
         "+" not in torch_pin and system["pytorch_version"].split("+")[0] == torch_pin

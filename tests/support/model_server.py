@@ -2,7 +2,8 @@
 
 Serves files from a directory (GET, HEAD, `Range: bytes=N-` / `N-M` -> 206), logs every request
 (method, path, Range, Authorization), and can inject the faults a model sync must survive: a
-connection dropped after N bytes, a required bearer token, a throttled rate.
+connection dropped after N bytes, a required bearer token, a throttled rate, a redirect, a body whose
+length is not announced.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ class Faults:
     tokens: dict[str, str] = field(default_factory=dict)  # path -> required bearer token
     rate: int = 0  # bytes/s per response, 0 = unlimited
     redirects: dict[str, str] = field(default_factory=dict)  # path -> absolute URL (302)
+    unannounced: set[str] = field(default_factory=set)  # paths sent without Content-Length, ended by closing
 
 
 class ModelServer:
@@ -80,7 +82,11 @@ class ModelServer:
                         return self._status(record, 416)
                 record.status = 206 if match else 200
                 self.send_response(record.status)
-                self.send_header("Content-Length", str(end - start + 1))
+                if path in server.faults.unannounced:
+                    self.send_header("Connection", "close")
+                    self.close_connection = True
+                else:
+                    self.send_header("Content-Length", str(end - start + 1))
                 self.send_header("Accept-Ranges", "bytes")
                 if match:
                     self.send_header("Content-Range", f"bytes {start}-{end}/{size}")

@@ -115,7 +115,7 @@ CASES = [
     ("cron-zero-step", cleanup("*/0 * * * *"), ["'*/0 * * * *' is not a valid cron schedule", "step '0'"]),
     ("cron-dashes", cleanup("- - - - -"), ["'- - - - -' is not a valid cron schedule", "allowed: five cron fields"]),
     ("cron-never-fires", cleanup("0 0 31 2 *"), ["'0 0 31 2 *' is not a valid cron schedule", "can never occur"]),
-    ("cron-newline", cleanup("*/15 * * * *\n"), ["field cleanup[0].schedule", "'*/15 * * * *\\n': allowed: five cron"]),
+    ("cron-newline", cleanup("*/15 * * * *\n"), ["field cleanup[0].schedule", "control character (U+000A) at position 12"]),
     ("cron-percent", cleanup("*/15 * * * %"), ["field cleanup[0].schedule", "'*/15 * * * %': allowed: five cron"]),
     ("cron-macro", cleanup("@hourly"), ["'@hourly': allowed: five cron fields"]),
     ("cron-seconds-field", cleanup("0 */15 * * * *"), ["'0 */15 * * * *': allowed: five cron fields"]),

@@ -18,14 +18,6 @@ SIZE = 3 * (1 << 20) + 12345
 
 
 @pytest.fixture
-def server(tmp_path):
-    files = tmp_path / "srv"
-    files.mkdir()
-    with ModelServer(files) as srv:
-        yield srv
-
-
-@pytest.fixture
 def model_file(server):
     sha = make_model_file(server.root / "sd.safetensors", SIZE)
     return sha

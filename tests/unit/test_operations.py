@@ -9,7 +9,7 @@ from pyinfra.api.exceptions import PyinfraError
 from pyinfra.api.operation import add_op
 from pyinfra.api.operations import run_ops
 
-from comfyinfra.operations.git import pinned_checkout, trusting
+from comfyinfra.operations.git import GIT, pinned_checkout, trusting
 from comfyinfra.operations.pip import pip_install_stamped, stamp_value
 from comfyinfra.operations.service import supervisord_running, wait_healthy
 
@@ -44,8 +44,8 @@ def test_fresh_clone_pins():
     executed, state, _ = run_op(pinned_checkout, checkout_fact(state="absent"), repo="https://example.invalid/ComfyUI.git",
                                 dest=DEST, ref=SHA, kind="commit")
     commands = op_commands(executed)
-    assert commands[0] == f"git clone -q --no-checkout https://example.invalid/ComfyUI.git {DEST}"
-    assert commands[-1] == f"git -C {DEST} checkout -q --detach {SHA}"
+    assert commands[0] == f"{GIT} clone -q --no-checkout https://example.invalid/ComfyUI.git {DEST}"
+    assert commands[-1] == f"{GIT} -C {DEST} checkout -q --detach {SHA}"
 
 
 def test_local_mirror_is_trusted_for_exactly_the_commands_that_read_it():
@@ -63,18 +63,27 @@ def test_already_pinned_is_a_noop():
     assert op_commands(executed) == []
 
 
-def test_local_changes_are_discarded():
+def test_local_changes_are_discarded_with_what_hides_them():
     executed, *_ = run_op(pinned_checkout, checkout_fact(state="present", head=SHA, origin="/r", dirty=1, target=SHA),
                           repo="/r", dest=DEST, ref=SHA, kind="commit")
-    assert op_commands(executed) == [f"git -C {DEST} checkout -q -f --detach {SHA}"]
+    unhide, checkout, clean = op_commands(executed)
+    assert "refs/replace" in unhide and "--no-assume-unchanged --" in unhide and "--no-skip-worktree --" in unhide
+    assert checkout == f"{GIT} -C {DEST} checkout -q -f --detach {SHA}"
+    assert clean == f"{GIT} -C {DEST} reset -q --hard && {GIT} -C {DEST} clean -q -f -d -- . ':(exclude)custom_nodes'"
+
+
+def test_a_checkout_another_user_owns_is_cloned_again():
+    executed, *_ = run_op(pinned_checkout, checkout_fact(state="foreign"), repo="/r", dest=DEST, ref=SHA, kind="commit")
+    commands = op_commands(executed)
+    assert commands[0] == f"rm -rf {DEST}" and "clone -q --no-checkout" in commands[1]
 
 
 def test_tag_not_yet_fetched_and_mirror_moved():
     executed, *_ = run_op(pinned_checkout, checkout_fact(state="present", head=SHA, origin="/old", dirty=0, target=""),
                           repo="/new", dest=DEST, ref="v0.3.65", kind="tag")
-    assert op_commands(executed) == [f"git -C {DEST} remote set-url origin /new",
-                                     trusting("/new", f"git -C {DEST} fetch -q --tags origin"),
-                                     f"git -C {DEST} checkout -q -f --detach refs/tags/v0.3.65"]
+    assert op_commands(executed) == [f"{GIT} -C {DEST} remote set-url origin /new",
+                                     trusting("/new", f"{GIT} -C {DEST} fetch -q --force --tags origin"),
+                                     f"{GIT} -C {DEST} checkout -q -f --detach refs/tags/v0.3.65"]
 
 
 def test_non_git_directory_is_refused():
@@ -143,17 +152,17 @@ def test_supervisord_started_only_when_down(daemon, expected):
 FRESH_HOST_OPS = [
     ("pinned_checkout", "comfyinfra.operations.git", dict(repo="/srv/m.git", dest=DEST, ref=SHA, kind="commit"), "clone"),
     ("sources_reachable", "comfyinfra.operations.git",
-     dict(sources=(("/srv/m.git", DEST, "hint"),), user="comfy"), "cannot reach"),
+     dict(sources=(("/srv/m.git", DEST, "hint"),)), "cannot reach"),
     ("pip_pinned", "comfyinfra.operations.pip", dict(python="/v/bin/python", requirements=("torch==2.13.0+cpu",)),
      "pip install"),
     ("pip_install_stamped", "comfyinfra.operations.pip",
      dict(python="/v/bin/python", stamp="/s/st", inputs=("x",), requirement_files=("/r.txt",)), "pip install"),
     ("torch_source_reachable", "comfyinfra.operations.pip",
-     dict(python="/v/bin/python", requirement="torch==2.13.0+cpu", index_url=None, find_links=(), user="comfy",
+     dict(python="/v/bin/python", requirement="torch==2.13.0+cpu", index_url=None, find_links=(), user="root",
           hint="hint"), "cannot get"),
     ("models_synced", "comfyinfra.operations.models",
      dict(python="python3", helper="/h.py", manifest={"logs": "/l", "models": [{"name": "m"}]}), "sync"),
-    ("secret_file", "comfyinfra.operations.service", dict(path="/s/secrets.env", owner="comfy"), "cat >"),
+    ("secret_file", "comfyinfra.operations.service", dict(path="/s/secrets.env", group="comfy"), "cat >"),
     ("supervisord_running", "comfyinfra.operations.service", dict(conf="/etc/supervisor/supervisord.conf"), "supervisord -c"),
     ("supervisor_programs_running", "comfyinfra.operations.service",
      dict(conf="/etc/supervisor/supervisord.conf", programs=("comfyui",)), "start comfyui"),

@@ -108,7 +108,7 @@ def test_tags_and_commits_are_pinned_distinctly():
 
 
 def test_health_url_for_wildcard_listen():
-    assert make_plan(spec(listen="0.0.0.0", port=8190), X86_SYSTEMD, DETECTED).health_url == "http://127.0.0.1:8190/system_stats"
+    assert make_plan(spec(listen="0.0.0.0", expose_unauthenticated=True, port=8190), X86_SYSTEMD, DETECTED).health_url == "http://127.0.0.1:8190/system_stats"
 
 
 def test_models_are_placed_under_models_dir_and_found_through_extra_model_paths():

@@ -11,14 +11,13 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from pyinfra.api.util import get_template
 
+import roles
 from comfyinfra.facts import GpuProbe, HostPlatform
 from comfyinfra.plan import make_plan
 from comfyinfra.spec import HostSpec
 from comfyinfra.torch_matrix import Gpu
 
-TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
 SYSTEMD = HostPlatform(arch="x86_64", wsl=False, systemd=True, mem_total_mib=64000)
 RTX4090 = GpuProbe(gpus=(Gpu("NVIDIA GeForce RTX 4090", 24564, "8.9", "570.26", index=0, uuid="GPU-4090-aaaa"),
                          Gpu("NVIDIA GeForce RTX 3060", 12288, "8.6", "570.26", index=1, uuid="GPU-3060-bbbb")),
@@ -52,7 +51,7 @@ def plan_for(root: Path, probe=GpuProbe(), **overrides):
 
 
 def render(src: str, dest: Path, **data) -> Path:
-    dest.write_text(get_template(str(TEMPLATES / src)).render(**data))
+    dest.write_bytes(roles.render(src, **data))  # the roles' own Jinja environment, with the quoting filters
     return dest
 
 
@@ -105,9 +104,9 @@ def test_gpu_monitor_timer_and_service_verify(tmp_path, opt):
 def test_supervisor_programs_parse_with_the_environment(tmp_path, opt):
     plan = plan_for(opt, RTX4090, gpu_select="GPU-4090", run_cron_daemon=True)
     parser = configparser.ConfigParser(interpolation=None)
-    parser.read_string(get_template(str(TEMPLATES / "supervisor-comfyui.conf.j2")).render(plan=plan, service_name="comfyui"))
-    parser.read_string(get_template(str(TEMPLATES / "supervisor-extras.conf.j2")).render(
-        plan=plan, service_name="comfyui", gpu_monitor=True))
+    parser.read_string(roles.render("supervisor-comfyui.conf.j2", plan=plan, service_name="comfyui").decode())
+    parser.read_string(roles.render("supervisor-extras.conf.j2", plan=plan, service_name="comfyui",
+                                    gpu_monitor=True).decode())
     program = parser["program:comfyui"]
     assert program["command"] == plan.command_line and program["autorestart"] == "true"
     assert 'CUDA_VISIBLE_DEVICES="GPU-4090-aaaa"' in program["environment"]

@@ -199,8 +199,8 @@ def test_load_fleet_rebuilds_hosts_with_their_ssh_settings_and_limits(tmp_path):
         load_fleet(inventory, ["nope"])
     with ssh_config(list(hosts.values())) as path:
         text = Path(path).read_text()
-    assert "Host h1\n    HostName 10.0.0.1\n    Port 2222\n    User ops\n    StrictHostKeyChecking accept-new" in text
-    assert "Host h2\n    StrictHostKeyChecking yes" in text and "IdentityFile ~/.ssh/pod" in text
+    assert "Host h1\n    HostName 10.0.0.1\n    Port 2222\n    User ops\nHost h2\n    StrictHostKeyChecking yes" in text
+    assert "IdentityFile ~/.ssh/pod" in text and text.endswith("Host *\n    StrictHostKeyChecking accept-new\n")
 
 
 def test_invalid_inventory_keeps_its_clear_message(tmp_path):

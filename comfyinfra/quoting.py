@@ -1,0 +1,182 @@
+"""Values written into other programs' formats, escaped for each one: systemd units, supervisord programs,
+crontab lines, YAML and pip.conf. roles/__init__.py registers these as Jinja filters for templates/*.j2.
+
+The spec refuses first what no format should carry (control characters, paths outside [A-Za-z0-9._/+-],
+flags not named like flags, ...). This is the second line: what a format gives a meaning to is escaped, and
+what a format cannot carry at all raises ValueError, so a template never renders it. Each rule is the one
+the program applies, as read in its source or manual:
+- systemd (systemd.service(5) "Command lines", systemd.unit(5) "Specifiers"): every setting expands
+  specifiers, so a literal `%` is `%%`; ExecStart= also substitutes `$VAR` and `${VAR}` in each word (a
+  literal `$` is `$$`) and splits words on whitespace, with "..." quoting and C escapes (`\\`, `\"`); a
+  line ending in `\\` continues on the next one.
+- supervisord 4.2 (supervisor/options.py): values are %-formatted for `%(ENV_X)s`, so `%` is `%%` (`%%%%` in
+  stdout_logfile=, which is formatted twice), but the literal text `%(here)s` is replaced before that, escaped
+  or not; its config parser cuts an inline comment at whitespace followed by `;` or `#`; `command=` is split by
+  shlex.split; `environment=` by a non-POSIX shlex into KEY="value" pairs (no escapes: no `"` in a value).
+- cron (crontab(5)): an unescaped `%` in the command ends it and the rest goes to its stdin; `\\%` is `%`.
+- YAML: a double-quoted scalar from PyYAML's own emitter.
+- logrotate (logrotate.8 "CONFIGURATION FILE"): paths split on whitespace unless quoted.
+- pip.conf (pip reads it with configparser.RawConfigParser): one value per line, no interpolation.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+import unicodedata
+from collections.abc import Iterable
+
+import yaml
+
+# Unicode categories that break a line or can't be encoded: C0/C1 controls (newline, tab, DEL, NEL ...), the
+# line and paragraph separators (YAML and str.splitlines() end lines there), lone surrogates.
+UNSAFE_CATEGORIES = {"Cc": "a control character", "Zl": "a line separator", "Zp": "a paragraph separator",
+                     "Cs": "a lone surrogate"}
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# Words that mean the same to systemd, the shell and shlex without any quoting.
+SYSTEMD_PLAIN_WORD = re.compile(r"[A-Za-z0-9_@%$+=:,./-]+")
+SYSTEMD_EXEC_PREFIXES = "@-:+!"  # on ExecStart's first word: run as root (+, !), ignore failure (-), ...
+SUPERVISOR_INLINE_COMMENT = re.compile(r"\s[;#]")
+
+
+def unsafe_character(text: str) -> str | None:
+    """What makes `text` unfit for a one-line value, e.g. 'a control character (U+000A) at position 4', or None."""
+    for position, char in enumerate(text):
+        kind = UNSAFE_CATEGORIES.get(unicodedata.category(char))
+        if kind:
+            return f"{kind} (U+{ord(char):04X}) at position {position}"
+    return None
+
+
+def _one_line(value: object, target: str) -> str:
+    text = str(value)
+    problem = unsafe_character(text)
+    if problem:
+        raise ValueError(f"{text!r} can't be written into {target}: it holds {problem}")
+    return text
+
+
+def systemd_value(value: object) -> str:
+    """A whole single-value setting (WorkingDirectory=, Description=, User=, ...): specifiers escaped."""
+    text = _one_line(value, "a systemd unit")
+    if text != text.strip() or text.endswith("\\"):
+        raise ValueError(f"{text!r} can't be a systemd setting: systemd strips surrounding whitespace and joins a "
+                         "line ending in a backslash with the next")
+    return text.replace("%", "%%")
+
+
+def _systemd_quoted(text: str) -> str:
+    if SYSTEMD_PLAIN_WORD.fullmatch(text):
+        return text
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def systemd_exec(argv: Iterable[object]) -> str:
+    """An ExecStart= command line whose words systemd hands to the program exactly as given, one argument each."""
+    words = [_one_line(word, "a systemd command line") for word in argv]
+    if not words or not words[0] or words[0][0] in SYSTEMD_EXEC_PREFIXES:
+        raise ValueError(f"{words[:1]!r} can't start an ExecStart= line: systemd reads a leading "
+                         f"{', '.join(SYSTEMD_EXEC_PREFIXES)} as a prefix (+ and ! run it as root)")
+    if "" in words:
+        raise ValueError("an empty argument can't be written into a systemd command line")
+    return " ".join(_systemd_quoted(word.replace("%", "%%").replace("$", "$$")) for word in words)
+
+
+def systemd_env(variable: tuple[str, object]) -> str:
+    """One Environment= assignment, quoted: "KEY=value"."""
+    key, value = variable
+    if not ENV_NAME.fullmatch(key):
+        raise ValueError(f"{key!r} is not an environment variable name")
+    text = _one_line(value, "a systemd Environment= line")
+    return '"' + f"{key}={text}".replace("\\", "\\\\").replace('"', '\\"').replace("%", "%%") + '"'
+
+
+def systemd_paths(paths: Iterable[object]) -> str:
+    """A space-separated path list (ReadWritePaths=, ReadOnlyPaths=): absolute paths, quoted when they hold a
+    space. systemd keeps backslashes in these lists, so a path with a backslash or a quote can't be written."""
+    words = []
+    for path in paths:
+        text = _one_line(path, "a systemd path list")
+        if not text.startswith("/") or re.search(r"[\\\"']", text):
+            raise ValueError(f"{text!r} can't be written into a systemd path list: allowed: an absolute path "
+                             "without quotes or backslashes (a leading - or + would change its meaning)")
+        text = text.replace("%", "%%")
+        words.append(f'"{text}"' if re.search(r"\s", text) else text)
+    return " ".join(words)
+
+
+def _supervisor_text(value: object, what: str) -> str:
+    text = _one_line(value, f"supervisord's {what}")
+    if text != text.strip() or SUPERVISOR_INLINE_COMMENT.search(text) or "%(here)s" in text:
+        raise ValueError(f"{text!r} can't be supervisord's {what}: its config parser strips surrounding whitespace, "
+                         "cuts the value at a space followed by ';' or '#', and replaces '%(here)s' even when escaped")
+    return text
+
+
+def supervisor_value(value: object) -> str:
+    """A supervisord program value formatted once (command=, directory=, user=): `%` escaped."""
+    return _supervisor_text(value, "program value").replace("%", "%%")
+
+
+def supervisor_logfile(value: object) -> str:
+    """stdout_logfile=, which supervisord formats twice (saneget, then again for log files)."""
+    return _supervisor_text(value, "stdout_logfile=").replace("%", "%%%%")
+
+
+def supervisor_command(argv: Iterable[object]) -> str:
+    """command= from words: supervisord splits it with shlex.split, which reads shell quoting."""
+    return supervisor_value(shlex.join(str(word) for word in argv))
+
+
+def supervisor_env(variables: Iterable[tuple[str, object]]) -> str:
+    """environment= as KEY="value",KEY2="value2". supervisord's non-POSIX shlex has no escapes, and it strips
+    quote characters from both ends of a value: values with a double quote, or starting or ending with a quote,
+    can't be written."""
+    pairs = []
+    for key, value in variables:
+        if not ENV_NAME.fullmatch(key):
+            raise ValueError(f"{key!r} is not an environment variable name")
+        text = _supervisor_text(value, "environment=")
+        if '"' in text or text[:1] == "'" or text[-1:] == "'" or SUPERVISOR_INLINE_COMMENT.search(text):
+            raise ValueError(f"{text!r} can't be a value in supervisord's environment=: allowed: no double quote, "
+                             "no single quote at either end, no space followed by ';' or '#'")
+        pairs.append(f'{key}="{text}"'.replace("%", "%%"))
+    return ",".join(pairs)
+
+
+def cron_command(command: str) -> str:
+    """The command field of a crontab line: `%` escaped (cron ends the command at a bare one). cron drops a
+    backslash before `%` only, so a command holding a backslash can't be written reliably."""
+    text = _one_line(command, "a crontab line")
+    if "\\" in text:
+        raise ValueError(f"{text!r} can't be a cron command: it holds a backslash")
+    return text.replace("%", "\\%")
+
+
+def yaml_value(value: object) -> str:
+    """A double-quoted YAML scalar (PyYAML's emitter): '#', ': ', quotes and leading '-' stay data."""
+    text = _one_line(value, "a YAML file")
+    return yaml.safe_dump(text, default_style='"', allow_unicode=True, width=float("inf")).rstrip("\n")
+
+
+def logrotate_path(value: object) -> str:
+    """A path pattern opening a logrotate block, double-quoted (logrotate splits paths on whitespace; it has
+    no escapes inside quotes, so a path with a quote or a backslash can't be written)."""
+    text = _one_line(value, "a logrotate configuration")
+    if not text.startswith("/") or re.search(r"[\\\"'{}]", text):
+        raise ValueError(f"{text!r} can't be a logrotate path: allowed: an absolute path without quotes, backslashes "
+                         "or braces")
+    return f'"{text}"'
+
+
+def pip_conf_value(value: object) -> str:
+    """A value in pip.conf: one line (a line break would start another option or section)."""
+    text = _one_line(value, "pip.conf")
+    if text != text.strip():
+        raise ValueError(f"{text!r} can't be a pip.conf value: configparser strips surrounding whitespace")
+    return text
+
+
+JINJA_FILTERS = {f.__name__: f for f in (
+    systemd_value, systemd_exec, systemd_env, systemd_paths, supervisor_value, supervisor_logfile, supervisor_command,
+    supervisor_env, cron_command, yaml_value, logrotate_path, pip_conf_value)}
