@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import csv
 import re
-from dataclasses import dataclass
 
 from pyinfra.api import FactBase
 
+from comfyinfra.hostinfo import GpuProbe, HostPlatform
 from comfyinfra.torch_matrix import Gpu
 
 # nvidia-smi is on PATH on bare Linux and in containers with the NVIDIA toolkit; WSL2 projects the
@@ -40,14 +40,6 @@ class UnreadableFact(ValueError):
     host only (deploy.py refuses it with this message); trusting a guess could install the wrong thing."""
 
 
-@dataclass(frozen=True)
-class HostPlatform:
-    arch: str  # uname -m: x86_64, aarch64
-    wsl: bool
-    systemd: bool  # systemd is PID 1 (/run/systemd/system exists)
-    mem_total_mib: int
-
-
 class Platform(FactBase):
     """CPU architecture, WSL2, whether systemd runs as init, and total memory."""
 
@@ -71,15 +63,6 @@ class Platform(FactBase):
             systemd=values.get("systemd") == "1",
             mem_total_mib=int(values.get("mem_kib", "0")) // 1024,
         )
-
-
-@dataclass(frozen=True)
-class GpuProbe:
-    """What nvidia-smi said: the GPUs, or why they could not be read (`error`)."""
-
-    gpus: tuple[Gpu, ...] = ()
-    nvidia_smi: str | None = None  # path used; None when there is no nvidia-smi (a CPU host)
-    error: str | None = None
 
 
 def _cell(value: str) -> str | None:

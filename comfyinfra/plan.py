@@ -9,7 +9,7 @@ from __future__ import annotations
 import shlex
 from dataclasses import dataclass
 
-from comfyinfra.facts import GpuProbe, HostPlatform
+from comfyinfra.hostinfo import GpuProbe, HostPlatform
 from comfyinfra.quoting import cron_command
 from comfyinfra.spec import HostKind, HostSpec, RefKind, classify_ref, tag_name
 from comfyinfra.torch_matrix import Gpu, TorchChoice, TorchChoiceError, choose_torch
@@ -284,6 +284,38 @@ def effective_gpus(spec: HostSpec, probe: GpuProbe) -> tuple[Gpu, ...]:
     return detected
 
 
+def effective_platform(spec: HostSpec, platform: HostPlatform) -> HostPlatform:
+    """The host's platform: its facts win; a declaration (platform_*) that contradicts them is an error."""
+    mismatches = []
+    if spec.platform_arch is not None and spec.platform_arch != platform.arch:
+        mismatches.append(f"platform_arch {spec.platform_arch!r} but the host is {platform.arch!r}")
+    if spec.platform_wsl is not None and spec.platform_wsl != platform.wsl:
+        mismatches.append(f"platform_wsl {spec.platform_wsl} but the host {'is' if platform.wsl else 'is not'} WSL")
+    if spec.platform_init is not None and (spec.platform_init == "systemd") != platform.systemd:
+        actual = "systemd" if platform.systemd else "other (systemd is not PID 1)"
+        mismatches.append(f"platform_init {spec.platform_init!r} but the host's init is {actual}")
+    if mismatches:
+        raise PlanError("declared platform does not match the host: " + "; ".join(mismatches) +
+                        ". Fix or remove those fields (the host's group_data/<kind>.py or inventory entry).")
+    return platform
+
+
+def declared_platform(spec: HostSpec) -> HostPlatform:
+    """The platform a plan made without the host assumes (comfyinfra.render): what the spec declares."""
+    missing = [name for name in ("platform_arch", "platform_init") if getattr(spec, name) is None]
+    if missing:
+        raise PlanError(f"{' and '.join(missing)} not declared, so this host can't be planned without connecting; "
+                        "declare them in group_data/<kind>.py or the host's inventory entry, e.g. "
+                        "platform_arch = 'x86_64', platform_init = 'systemd'")
+    wsl = spec.platform_wsl if spec.platform_wsl is not None else spec.host_kind is HostKind.wsl
+    return HostPlatform(arch=spec.platform_arch, wsl=wsl, systemd=spec.platform_init == "systemd", mem_total_mib=0)
+
+
+def plan_without_host(spec: HostSpec, tags: dict[tuple[str, str], str] | None = None) -> HostPlan:
+    """The plan from declarations only: declared platform, declared GPU (as when the host has no nvidia-smi)."""
+    return make_plan(spec, declared_platform(spec), GpuProbe(), tags)
+
+
 # systemd gives the unit a private /tmp and /var/tmp (PrivateTmp=yes): a tree under them is invisible to
 # the service (status=226/NAMESPACE), so a plan that puts one there is refused.
 PRIVATE_TMP = ("/tmp", "/var/tmp")
@@ -387,6 +419,7 @@ def make_plan(spec: HostSpec, platform: HostPlatform | None, probe: GpuProbe | N
         what = "the platform probe (uname -m, /proc/meminfo)" if platform is None else "the GPU probe (nvidia-smi)"
         raise PlanError(f"{what} failed or printed nothing, so this host can't be planned; check that the SSH "
                         "user gets a POSIX shell and can read /proc")
+    platform = effective_platform(spec, platform)
     paths = make_paths(spec.install_root, spec.models_dir)
     hardware = effective_gpus(spec, probe)
     pins = spec.torch

@@ -677,6 +677,15 @@ class HostSpec(SpecModel):
                                                          "network volume, ComfyUI finds it via extra_model_paths.yaml")
     model_downloads_parallel: int = Field(2, ge=1, le=8, description="models of one host downloaded at once")
     gpu: DeclaredGpu | None = Field(None, description="declared GPU, for offline planning; nvidia-smi facts win")
+    # The declared platform: what a plan made without the host (./infra render) assumes. At deploy time the host's
+    # facts decide, and a declaration they contradict fails that host, like a declared gpu.
+    platform_arch: Literal["x86_64", "aarch64"] | None = Field(
+        None, description="declared CPU architecture (uname -m), for planning without the host; the host's facts win")
+    platform_wsl: bool | None = Field(
+        None, description="declared: Linux under WSL2 (unset: as host_kind says), for planning without the host")
+    platform_init: Literal["systemd", "other"] | None = Field(
+        None, description="declared init: 'systemd' when systemd is PID 1, 'other' (containers, WSL without "
+        "systemd), for planning without the host; the host's facts win")
     cpu_only: bool = Field(False, description="run on the CPU even if a GPU is present")
 
     # --- launch policy (comfyinfra/plan.py launch_args) -------------------------------------

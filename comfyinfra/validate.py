@@ -171,7 +171,7 @@ def _private_tmp(host_name: str, spec: HostSpec, sources: dict[str, str]) -> lis
 
 
 def _torch_refusal(spec: HostSpec, gpu: Gpu) -> str | None:
-    arch = "aarch64" if spec.host_kind is HostKind.dgx else "x86_64"
+    arch = spec.platform_arch or ("aarch64" if spec.host_kind is HostKind.dgx else "x86_64")
     try:
         choose_torch(spec.torch, arch, [gpu], windows_driver=spec.host_kind is HostKind.wsl)
     except TorchChoiceError as error:

@@ -2,17 +2,15 @@
 host, and a `probes(plan)` beside it naming every fact its operations observe (asked together, in one
 round trip per host: comfyinfra.operations.snapshot).
 
-Helpers shared by the roles live here: rendering templates from this
-repository's templates/ directory.
+Helpers shared by the roles live here: uploading the host's artifacts (comfyinfra.artifacts says which file
+goes where, made from what; the roles only decide when, among their other operations).
 """
 
-from pathlib import Path
+from pyinfra import host
 
-from jinja2 import Environment, FileSystemLoader, StrictUndefined
-
+from comfyinfra.artifacts import Artifact
 from comfyinfra.operations.system import managed_file
 from comfyinfra.plan import HostPlan
-from comfyinfra.quoting import JINJA_FILTERS
 
 COMFYUI_REPO_HINT = ("Set comfyui_repo to a mirror or a local copy (--data comfyui_repo=/path/to/ComfyUI "
                      "or COMFYINFRA_COMFYUI_REPO=...).")
@@ -30,18 +28,18 @@ def pip_inputs(plan: HostPlan, pin) -> tuple[str, ...]:
     return (f"{pin.repo}@{pin.ref}", *plan.constraints, *(f"{key}={value}" for key, value in plan.pip_config))
 
 
-TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
-_JINJA = Environment(undefined=StrictUndefined, keep_trailing_newline=True, loader=FileSystemLoader(str(TEMPLATES)))
-# Every value a template writes goes through the filter for its target format (systemd_exec, supervisor_env,
-# yaml_value, ...): comfyinfra.quoting escapes what the format gives a meaning to and refuses what it can't carry.
-_JINJA.filters.update(JINJA_FILTERS)
+def upload(artifacts: tuple[Artifact, ...]) -> list:
+    """Each artifact (comfyinfra.artifacts: the one list of what a host gets) onto the host, in order, under its
+    operation name: root's unless it says otherwise, written beside its destination and renamed over it."""
+    ops = []
+    for artifact in host.loop(artifacts):
+        if artifact.secrets:  # its values travel on stdin only: comfyinfra.operations.service.secret_file
+            raise ValueError(f"{artifact.dest} holds secrets; upload it with secret_file")
+        ops.append(managed_file(name=artifact.name, dest=artifact.dest, content=artifact.render(), user=artifact.user,
+                                group=artifact.group, mode=artifact.mode))
+    return ops
 
 
-def render(src: str, **context) -> bytes:
-    """A template from templates/ rendered here (StrictUndefined: a missing variable is an error)."""
-    return _JINJA.get_template(src).render(**context).encode()
-
-
-def template(src: str, dest: str, name: str, mode: str = "644", user: str = "root", group: str = "root", **context):
-    """A managed file whose content is templates/<src> rendered with `context` (pass name=, always)."""
-    return managed_file(name=name, dest=dest, content=render(src, **context), user=user, group=group, mode=mode)
+def restarting(artifacts: tuple[Artifact, ...], ops: list) -> list:
+    """The uploads among `ops` (from upload(artifacts)) whose change means restarting ComfyUI."""
+    return [op for artifact, op in zip(artifacts, ops, strict=True) if artifact.restarts]

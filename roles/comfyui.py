@@ -2,12 +2,13 @@
 
 from pyinfra.api import deploy
 
+from comfyinfra.artifacts import host_artifacts, of
 from comfyinfra.operations.git import GitCheckout, pin_args, pinned_checkout
 from comfyinfra.operations.pip import InstalledDistributions, Stamp, pip_install_stamped, pip_pinned, torch_files_intact
 from comfyinfra.operations.snapshot import probe
 from comfyinfra.operations.system import PathState, venv
 from comfyinfra.plan import HostPlan
-from roles import custom_nodes, pip_inputs, template
+from roles import custom_nodes, pip_inputs, restarting, upload
 
 
 def stamp(plan: HostPlan) -> str:
@@ -32,8 +33,8 @@ def comfyui(plan: HostPlan):
                                **pin_args(plan.comfyui))
     made = venv(name=f"venv {paths.venv}", path=paths.venv, python=spec.python)
 
-    constraints = template("constraints.txt.j2", paths.constraints, name="Torch constraints", plan=plan)
-    pip_conf = template("pip.conf.j2", paths.pip_conf, name="pip.conf (sources, constraints)", plan=plan)
+    venv_files = of(host_artifacts(plan), "comfyui", "venv")  # torch constraints and pip.conf
+    uploaded = upload(venv_files)
 
     torch = pip_pinned(
         name=f"PyTorch {plan.torch.variant}: {' '.join(plan.torch.requirements)}",
@@ -52,7 +53,7 @@ def comfyui(plan: HostPlan):
         protected=plan.torch.requirements,
         after=(made, checkout),
     )
-    return made, [checkout, made, constraints, pip_conf, torch, requirements]
+    return made, [checkout, made, *restarting(venv_files, uploaded), torch, requirements]
 
 
 @deploy("Torch integrity")

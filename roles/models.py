@@ -9,14 +9,12 @@ from pyinfra import host
 from pyinfra.api import deploy
 from pyinfra.api.hiddenvalue import HiddenValue
 
+from comfyinfra.artifacts import host_artifacts, of
 from comfyinfra.operations.models import ModelStates, models_synced
 from comfyinfra.operations.snapshot import probe
-from comfyinfra.operations.system import PathState, directory, managed_file
+from comfyinfra.operations.system import PathState, directory
 from comfyinfra.plan import HostPlan
-from comfyinfra.spec import MODEL_FOLDERS
-from roles import template
-
-HELPER = Path(__file__).resolve().parent.parent / "comfyinfra" / "host_helpers" / "model_sync.py"
+from roles import restarting, upload
 
 
 def manifest(plan: HostPlan) -> dict:
@@ -59,10 +57,9 @@ def models(plan: HostPlan):
     paths = plan.paths
     for path in host.loop(directories(plan)):
         directory(name=f"Directory {path}", path=path, user="root", group="root", mode="755")
-    config = template("extra_model_paths.yaml.j2", paths.extra_model_paths, name="extra_model_paths.yaml", mode="644",
-                      plan=plan, folders=MODEL_FOLDERS)
+    files = of(host_artifacts(plan), "models")  # extra_model_paths.yaml; the sync helper when there are models
+    uploaded = upload(files)
     if plan.models:
-        managed_file(name="Model sync helper", dest=paths.model_sync_helper, content=HELPER.read_bytes(), mode="755")
         models_synced(
             name=f"Models: {len(plan.models)} declared (progress: {paths.model_logs}/<name>.log)",
             python=plan.spec.python,
@@ -70,4 +67,4 @@ def models(plan: HostPlan):
             manifest=manifest(plan),
             tokens=tokens(plan),
         )
-    return [config]
+    return restarting(files, uploaded)

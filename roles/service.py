@@ -11,6 +11,7 @@ import shlex
 
 from pyinfra.api import deploy
 
+from comfyinfra.artifacts import PROGRAM_CONF, SERVICE, UNIT, host_artifacts, of
 from comfyinfra.operations.common import on_change
 from comfyinfra.operations.service import (
     SupervisorStatus,
@@ -23,13 +24,10 @@ from comfyinfra.operations.service import (
 from comfyinfra.operations.snapshot import probe
 from comfyinfra.operations.system import PathState, SystemdUnit, absent_file, unit_running
 from comfyinfra.plan import HostPlan
-from roles import template
+from roles import upload
 
-SERVICE = "comfyui"
 SUPERVISORD_CONF = "/etc/supervisor/supervisord.conf"  # Debian/Ubuntu package layout
 SUPERVISORCTL = f"supervisorctl -c {SUPERVISORD_CONF}"
-PROGRAM_CONF = f"/etc/supervisor/conf.d/{SERVICE}.conf"
-UNIT = f"/etc/systemd/system/{SERVICE}.service"
 
 
 def or_show_logs(command: str, log_command: str) -> str:
@@ -44,9 +42,9 @@ def log_command(plan: HostPlan) -> str:
     return f"journalctl -u {SERVICE} -n 30 --no-pager"
 
 
-def secrets_content(plan: HostPlan) -> str:
+def secrets_content(secrets: tuple[tuple[str, str], ...]) -> str:
     """KEY='value' lines from this machine's environment (presence and quoting checked by the preflight)."""
-    return "".join(f"{key}='{os.environ[env]}'\n" for key, env in sorted(plan.spec.service_secrets.items()))
+    return "".join(f"{key}='{os.environ[env]}'\n" for key, env in secrets)
 
 
 def probes(plan: HostPlan) -> list:
@@ -61,15 +59,15 @@ def probes(plan: HostPlan) -> list:
 @deploy("Service")
 def service(plan: HostPlan, changed: list):
     logs = log_command(plan)
-    if plan.spec.service_secrets:
-        changed = [*changed, secret_file(name=f"Secrets env file {plan.paths.secrets_env} (0640)",
-                                         path=plan.paths.secrets_env, group=plan.spec.service_user,
-                                         _stdin=secrets_content(plan))]
+    artifacts = host_artifacts(plan)
+    secrets = of(artifacts, "service", "secrets")
+    if secrets:  # the file's values travel on stdin, never in an upload
+        changed = [*changed, secret_file(name=secrets[0].name, path=secrets[0].dest, group=secrets[0].group,
+                                         _stdin=secrets_content(secrets[0].secrets))]
     else:
         changed = [*changed, absent_file(name="Secrets env file: none declared", path=plan.paths.secrets_env)]
     if plan.service_manager == "supervisor":
-        program = template("supervisor-comfyui.conf.j2", PROGRAM_CONF, name="supervisord program", plan=plan,
-                           service_name=SERVICE)
+        program, = upload(of(artifacts, "service", "service"))
         daemon = supervisord_running(name="supervisord running", conf=SUPERVISORD_CONF)
         reload = on_change(name="Reload supervisord program (flags or environment changed)",
                            commands=(or_show_logs(f"{SUPERVISORCTL} update {SERVICE}", logs),), watched=(program,))
@@ -81,7 +79,7 @@ def service(plan: HostPlan, changed: list):
                                               after=(daemon, reload, restart))
         starts = (daemon, reload, restart, started)
     else:
-        unit = template("comfyui.service.j2", UNIT, name="systemd unit (hardened)", plan=plan, service_name=SERVICE)
+        unit, = upload(of(artifacts, "service", "service"))
         on_change(name="systemd daemon-reload", commands=("systemctl daemon-reload",), watched=(unit,))
         started = unit_running(name="ComfyUI enabled and running", unit=f"{SERVICE}.service")
         restart = on_change(name="Restart ComfyUI (code, venv, nodes, model paths or unit changed)",

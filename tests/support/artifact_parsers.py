@@ -18,9 +18,18 @@ import re
 from contextlib import contextmanager
 from unittest import mock
 
+from comfyinfra.artifacts import host_artifacts
+
 WHITESPACE = " \t"
 C_ESCAPES = {"\\": "\\", '"': '"', "'": "'", "s": " ", "n": "\n", "t": "\t", "r": "\r", "a": "\a", "b": "\b",
              "f": "\f", "v": "\v"}
+
+
+def rendered(plan, template: str) -> str:
+    """The host's file made from templates/<template>, as the deploy uploads it (comfyinfra.artifacts: the plan
+    decides whether the host gets it at all, e.g. the supervisord program only under supervisord)."""
+    (artifact,) = [a for a in host_artifacts(plan) if a.template == template]
+    return artifact.render().decode()
 
 
 class NotIntact(ValueError):

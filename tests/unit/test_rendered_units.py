@@ -8,11 +8,12 @@ import re
 import shutil
 import subprocess
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-import roles
+from comfyinfra.artifacts import host_artifacts
 from comfyinfra.facts import GpuProbe, HostPlatform
 from comfyinfra.plan import make_plan
 from comfyinfra.spec import HostSpec
@@ -50,9 +51,14 @@ def plan_for(root: Path, probe=GpuProbe(), **overrides):
     return make_plan(spec, SYSTEMD, probe)
 
 
-def render(src: str, dest: Path, **data) -> Path:
-    dest.write_bytes(roles.render(src, **data))  # the roles' own Jinja environment, with the quoting filters
-    return dest
+def write_units(plan, directory: Path) -> dict[str, Path]:
+    """Every systemd unit the host gets (comfyinfra.artifacts), written under its own name: unit name -> file."""
+    units = {}
+    for artifact in host_artifacts(plan):
+        if artifact.dest.startswith("/etc/systemd/system/"):
+            units[Path(artifact.dest).name] = directory / Path(artifact.dest).name
+            units[Path(artifact.dest).name].write_bytes(artifact.render())
+    return units
 
 
 def exposure(unit: Path) -> float:
@@ -68,7 +74,7 @@ def exposure(unit: Path) -> float:
 ])
 def test_comfyui_unit_verifies_and_is_hardened(tmp_path, opt, kind, probe, overrides):
     plan = plan_for(opt, probe, **overrides)
-    unit = render("comfyui.service.j2", tmp_path / "comfyui.service", plan=plan, service_name="comfyui")
+    unit = write_units(plan, tmp_path)["comfyui.service"]
     verify = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True, text=True)
     assert verify.returncode == 0 and "comfyui.service" not in verify.stderr, verify.stderr
     score = exposure(unit)
@@ -94,8 +100,9 @@ def test_protect_home_is_read_only_when_the_tree_is_under_home(tmp_path, opt):
 @needs_systemd_analyze
 def test_gpu_monitor_timer_and_service_verify(tmp_path, opt):
     plan = plan_for(opt, RTX4090)
-    service = render("gpu-monitor.service.j2", tmp_path / "comfyui-gpu-monitor.service", plan=plan)
-    timer = render("gpu-monitor.timer.j2", tmp_path / "comfyui-gpu-monitor.timer", plan=plan)
+    units = write_units(plan, tmp_path)
+    assert set(units) == {"comfyui.service", "comfyui-gpu-monitor.service", "comfyui-gpu-monitor.timer"}
+    service, timer = units["comfyui-gpu-monitor.service"], units["comfyui-gpu-monitor.timer"]
     verify = subprocess.run(["systemd-analyze", "verify", str(service), str(timer)], capture_output=True, text=True)
     assert verify.returncode == 0, verify.stderr
     assert "OnUnitActiveSec=30s" in timer.read_text()
@@ -104,9 +111,9 @@ def test_gpu_monitor_timer_and_service_verify(tmp_path, opt):
 def test_supervisor_programs_parse_with_the_environment(tmp_path, opt):
     plan = plan_for(opt, RTX4090, gpu_select="GPU-4090", run_cron_daemon=True)
     parser = configparser.ConfigParser(interpolation=None)
-    parser.read_string(roles.render("supervisor-comfyui.conf.j2", plan=plan, service_name="comfyui").decode())
-    parser.read_string(roles.render("supervisor-extras.conf.j2", plan=plan, service_name="comfyui",
-                                    gpu_monitor=True).decode())
+    for artifact in host_artifacts(replace(plan, service_manager="supervisor")):
+        if artifact.dest.startswith("/etc/supervisor/conf.d/"):
+            parser.read_string(artifact.render().decode())
     program = parser["program:comfyui"]
     assert program["command"] == plan.command_line and program["autorestart"] == "true"
     assert 'CUDA_VISIBLE_DEVICES="GPU-4090-aaaa"' in program["environment"]

@@ -26,7 +26,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel
 
-import roles
 from comfyinfra.facts import GpuProbe, HostPlatform
 from comfyinfra.plan import PlanError, make_plan
 from comfyinfra.spec import HostSpec
@@ -36,6 +35,7 @@ from roles.service import log_command
 from tests.support.artifact_parsers import (
     cron_command,
     read_unit,
+    rendered,
     supervisor_programs,
     unit_environment,
     unit_exec,
@@ -108,6 +108,8 @@ FIELDS: list[tuple[tuple, str, dict]] = [
     (("gpu", "name"), "NVIDIA GeForce RTX 4090", DECLARED_GPU),
     (("gpu", "compute_capability"), "8.9", DECLARED_GPU),
     (("gpu", "driver_version"), "570.26", DECLARED_GPU),
+    (("platform_arch",), "x86_64", {}),
+    (("platform_init",), "systemd", {}),
     (("vram_mode",), "default", {}),
     (("preview_method",), "none", {}),
     (("gpu_select",), "GPU-4090", {}),
@@ -182,8 +184,8 @@ def template_keys(name: str) -> Counter:
     return Counter(match[1] for match in re.finditer(r"(?m)^([A-Za-z]+)=", (TEMPLATES / name).read_text()))
 
 
-def render(name: str, **context) -> str:
-    return roles.render(name, **context).decode()
+def render(name: str, plan) -> str:
+    return rendered(plan, name)
 
 
 def check_unit_settings(text: str, template: str, expected: dict[str, list], environment: int = 0) -> None:
@@ -206,7 +208,7 @@ READERS = {"ExecStart": unit_exec, "ReadWritePaths": unit_paths, "ReadOnlyPaths"
 
 
 def systemd_artifacts(plan) -> list[str]:
-    unit = render("comfyui.service.j2", plan=plan, service_name="comfyui")
+    unit = render("comfyui.service.j2", plan)
     expected = {"ExecStart": [shlex.split(plan.command_line)], "Environment": list(plan.env),
                 "ReadWritePaths": [list(plan.writable_paths)], "WorkingDirectory": [plan.paths.app],
                 "User": [plan.spec.service_user], "EnvironmentFile": [f"-{plan.paths.secrets_env}"],
@@ -216,7 +218,7 @@ def systemd_artifacts(plan) -> list[str]:
     check_unit_settings(unit, "comfyui.service.j2", expected, environment=len(plan.env))
     units = [unit]
     if plan.gpu_monitor:
-        monitor = render("gpu-monitor.service.j2", plan=plan)
+        monitor = render("gpu-monitor.service.j2", plan)
         check_unit_settings(monitor, "gpu-monitor.service.j2", {
             "ExecStart": [[plan.spec.python, plan.paths.gpu_monitor_helper, "once", "--dir", plan.paths.gpu_monitor_dir,
                            "--retention-days", str(plan.spec.gpu_monitor_retention_days)]],
@@ -226,9 +228,8 @@ def systemd_artifacts(plan) -> list[str]:
 
 
 def supervisor_artifacts(plan) -> None:
-    programs = supervisor_programs(render("supervisor-comfyui.conf.j2", plan=plan, service_name="comfyui"),
-                                   render("supervisor-extras.conf.j2", plan=plan, service_name="comfyui",
-                                          gpu_monitor=plan.gpu_monitor))
+    programs = supervisor_programs(render("supervisor-comfyui.conf.j2", plan),
+                                   render("supervisor-extras.conf.j2", plan))
     assert set(programs) == {"comfyui", "comfyui-cron", *(("comfyui-gpu-monitor",) if plan.gpu_monitor else ())}
     comfyui = programs["comfyui"]
     assert comfyui.command == plan.supervisor_command
@@ -245,7 +246,7 @@ def supervisor_artifacts(plan) -> None:
 
 def common_artifacts(plan) -> None:
     pip_conf = configparser.RawConfigParser()  # as pip reads it (pip/_internal/configuration.py)
-    pip_conf.read_string(render("pip.conf.j2", plan=plan))
+    pip_conf.read_string(render("pip.conf.j2", plan))
     assert pip_conf.sections() == ["global"] and dict(pip_conf["global"]) == dict(plan.pip_config)
     sources = plan.spec.pip_sources
     if sources.find_links:  # pip splits list options on whitespace
@@ -253,13 +254,13 @@ def common_artifacts(plan) -> None:
     if sources.extra_index_urls:
         assert pip_conf["global"]["extra-index-url"].split() == list(sources.extra_index_urls)
 
-    paths_yaml = yaml.safe_load(render("extra_model_paths.yaml.j2", plan=plan, folders=("checkpoints", "vae")))
+    paths_yaml = yaml.safe_load(render("extra_model_paths.yaml.j2", plan))
     assert paths_yaml["comfyinfra"]["base_path"] == plan.paths.models
 
-    lines = [line for line in render("constraints.txt.j2", plan=plan).splitlines() if line and line[0] != "#"]
+    lines = [line for line in render("constraints.txt.j2", plan).splitlines() if line and line[0] != "#"]
     assert lines == list(plan.constraints)
 
-    header = next(line for line in render("logrotate.j2", plan=plan).splitlines() if line and line[0] != "#")
+    header = next(line for line in render("logrotate.j2", plan).splitlines() if line and line[0] != "#")
     assert shlex.split(header) == [f"{plan.paths.logs}/*.log", "{"]
 
     dirs = {"output": plan.paths.output, "input": plan.paths.input, "temp": plan.paths.temp}

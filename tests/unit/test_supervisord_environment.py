@@ -9,12 +9,13 @@ import re
 import shutil
 import subprocess
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from supervisor.options import ServerOptions, UnhosedConfigParser
 
-import roles
+from comfyinfra.artifacts import host_artifacts
 from comfyinfra.operations.service import SUPERVISORD_ENV, SupervisorStatus, supervisord_running
 from tests.unit.test_operations import op_commands, run_op
 from tests.unit.test_rendered_units import RTX4090, opt, plan_for  # noqa: F401 (opt is a fixture)
@@ -25,9 +26,9 @@ CONF = "/etc/supervisor/supervisord.conf"
 def programs(plan) -> dict:
     """Every [program:x] of the rendered templates as supervisord itself would configure it."""
     parser = UnhosedConfigParser()
-    parser.read_string(roles.render("supervisor-comfyui.conf.j2", plan=plan, service_name="comfyui").decode())
-    parser.read_string(roles.render("supervisor-extras.conf.j2", plan=plan, service_name="comfyui",
-                                    gpu_monitor=True).decode())
+    for artifact in host_artifacts(replace(plan, service_manager="supervisor")):
+        if artifact.dest.startswith("/etc/supervisor/"):
+            parser.read_string(artifact.render().decode())
     options = ServerOptions()
     options.here = "/"
     found = {}

@@ -14,13 +14,19 @@ from dataclasses import replace
 import pytest
 import yaml
 
-import roles
 from comfyinfra.facts import GpuProbe, HostPlatform
 from comfyinfra.plan import make_plan
 from comfyinfra.spec import HostSpec
 from comfyinfra.validate import check_host
 from roles.service import log_command
-from tests.support.artifact_parsers import cron_command, read_unit, supervisor_programs, unit_exec, unit_paths
+from tests.support.artifact_parsers import (
+    cron_command,
+    read_unit,
+    rendered,
+    supervisor_programs,
+    unit_exec,
+    unit_paths,
+)
 
 BASE = {"host_kind": "linux", "comfyui_repo": "https://github.com/comfyanonymous/ComfyUI.git",
         "comfyui_ref": "v0.3.64", "torch": {"torch": "2.9.1"}, "install_root": "/srv/comfyui", "service_user": "comfy"}
@@ -45,13 +51,13 @@ def planted(platform: HostPlatform, **values):
 
 def unit(plan) -> dict[str, list[str]]:
     settings: dict[str, list[str]] = {}
-    for _, key, value in read_unit(roles.render("comfyui.service.j2", plan=plan, service_name="comfyui").decode()):
+    for _, key, value in read_unit(rendered(plan, "comfyui.service.j2")):
         settings.setdefault(key, []).append(value)
     return settings
 
 
 def program(plan):
-    return supervisor_programs(roles.render("supervisor-comfyui.conf.j2", plan=plan, service_name="comfyui").decode())
+    return supervisor_programs(rendered(plan, "supervisor-comfyui.conf.j2"))
 
 
 # --- extra_args: a newline added ExecStartPre=+ (root) to the unit and a [program:pwn] to supervisord ---------
@@ -62,10 +68,9 @@ def test_a_line_break_in_extra_args_is_refused(payload):
     assert any("field extra_args" in p and "control character" in p for p in problems(extra_args=[payload]))
     plan = replace(make_plan(spec(), SYSTEMD, GpuProbe()), launch_args=(payload,))
     with pytest.raises(ValueError, match="can't be written"):
-        roles.render("comfyui.service.j2", plan=plan, service_name="comfyui")
+        rendered(plan, "comfyui.service.j2")
     with pytest.raises(ValueError, match="can't be written"):
-        roles.render("supervisor-comfyui.conf.j2", plan=replace(plan, service_manager="supervisor"),
-                     service_name="comfyui")
+        rendered(replace(plan, service_manager="supervisor"), "supervisor-comfyui.conf.j2")
 
 
 @pytest.mark.parametrize("extra_args", [["foo"], ["--fast", "a b"], ["-x"], ["--fast", "-1"], ["--Fast"],
@@ -120,7 +125,7 @@ def test_percent_dollar_and_space_reach_the_unit_as_themselves(tmp_path, root):
     assert unit_paths(settings["ReadWritePaths"][0]) == list(plan.writable_paths)  # a space split it in two
     if shutil.which("systemd-analyze"):
         path = tmp_path / "comfyui.service"
-        path.write_bytes(roles.render("comfyui.service.j2", plan=plan, service_name="comfyui"))
+        path.write_text(rendered(plan, "comfyui.service.j2"))
         verify = subprocess.run(["systemd-analyze", "verify", "--man=no", str(path)], check=False, capture_output=True,
                                 text=True)
         assert "specifier" not in verify.stderr and "Invalid" not in verify.stderr, verify.stderr
@@ -129,7 +134,7 @@ def test_percent_dollar_and_space_reach_the_unit_as_themselves(tmp_path, root):
 def test_quotes_and_commas_can_not_add_a_variable_to_supervisords_environment():
     injected = planted(CONTAINER, install_root='/srv/x",LD_PRELOAD="/tmp/evil.so')
     with pytest.raises(ValueError, match="environment="):
-        roles.render("supervisor-comfyui.conf.j2", plan=injected, service_name="comfyui")
+        rendered(injected, "supervisor-comfyui.conf.j2")
     plan = planted(CONTAINER, install_root="/srv/x,LD_PRELOAD=/tmp/evil.so")
     environment = program(plan)["comfyui"].environment
     assert environment == dict(plan.env) and "LD_PRELOAD" not in environment
@@ -137,7 +142,7 @@ def test_quotes_and_commas_can_not_add_a_variable_to_supervisords_environment():
 
 def test_a_hash_in_models_dir_stays_in_the_yaml_base_path():
     plan = planted(SYSTEMD, models_dir="/srv/models #x: y")
-    config = yaml.safe_load(roles.render("extra_model_paths.yaml.j2", plan=plan, folders=("checkpoints",)))
+    config = yaml.safe_load(rendered(plan, "extra_model_paths.yaml.j2"))
     assert config["comfyinfra"]["base_path"] == "/srv/models #x: y"  # unquoted, '#' started a comment
 
 
@@ -181,7 +186,7 @@ def test_a_newline_in_an_index_url_is_refused_not_stripped(field):
     assert any("pip_sources.extra_index_urls" in p for p in problems(pip_sources={"extra_index_urls": [injected]}))
     plan = make_plan(spec(), SYSTEMD, GpuProbe())
     with pytest.raises(ValueError, match="pip.conf"):
-        roles.render("pip.conf.j2", plan=replace(plan, pip_config=(("index-url", injected),)))
+        rendered(replace(plan, pip_config=(("index-url", injected),)), "pip.conf.j2")
 
 
 @pytest.mark.parametrize("url", ["https://pypi.org/sim ple", "https://pypi.org/simple\t", "https://pypi.org/$(id)",
@@ -201,7 +206,7 @@ def test_find_links_that_pass_reach_pip_one_each():
     links = ["/srv/wheels", "https://mirror.example/wheels/"]
     plan = make_plan(spec(pip_sources={"find_links": links}), SYSTEMD, GpuProbe())
     parser = configparser.RawConfigParser()
-    parser.read_string(roles.render("pip.conf.j2", plan=plan).decode())
+    parser.read_string(rendered(plan, "pip.conf.j2"))
     assert parser["global"]["find-links"].split() == links
 
 
