@@ -1,8 +1,9 @@
 """The production fleet. Addresses come from your SSH config (~/.ssh/config or
 COMFYINFRA_SSH_CONFIG): each host name below is a `Host` alias there. Secrets never live here.
 
-Declared GPUs are used offline (review renders); on the hosts, nvidia-smi wins and a mismatch
-with the declaration stops that host.
+Declared GPUs and platforms (platform_arch, platform_init: here or in group_data/<kind>.py) are used
+offline (./infra render, the review renders in rendered/); on the hosts, their facts win and a mismatch with
+the declaration stops that host.
 """
 
 import os
@@ -10,7 +11,8 @@ import os
 _ssh = {"ssh_config_file": os.environ.get("COMFYINFRA_SSH_CONFIG", os.path.expanduser("~/.ssh/config"))}
 
 wsl = [
-    ("wsl-3090", {**_ssh, "gpu": {"name": "NVIDIA GeForce RTX 3090", "vram_mib": 24576, "compute_capability": "8.6"}}),
+    ("wsl-3090", {**_ssh, "gpu": {"name": "NVIDIA GeForce RTX 3090", "vram_mib": 24576, "compute_capability": "8.6"},
+                  "platform_init": "systemd"}),  # systemd=true in /etc/wsl.conf (Ubuntu's default on WSL)
 ]
 runpod = [
     ("runpod-a5000", {**_ssh, "gpu": {"name": "NVIDIA RTX A5000", "vram_mib": 24564, "compute_capability": "8.6"}}),
@@ -19,5 +21,6 @@ dgx = [
     ("dgx-spark", {**_ssh, "gpu": {"name": "NVIDIA GB10", "vram_mib": 122502, "compute_capability": "12.1"}}),
 ]
 linux = [
-    ("gpu-4090", {**_ssh, "gpu": {"name": "NVIDIA GeForce RTX 4090", "vram_mib": 24564, "compute_capability": "8.9"}}),
+    ("gpu-4090", {**_ssh, "gpu": {"name": "NVIDIA GeForce RTX 4090", "vram_mib": 24564, "compute_capability": "8.9"},
+                  "platform_arch": "x86_64", "platform_init": "systemd"}),
 ]
