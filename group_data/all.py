@@ -1,7 +1,8 @@
-"""Fleet defaults: every knob comfyinfra has, with its default. Hosts and groups override these.
+"""The fleet's own values: what every host shares and the spec has no default for (or a different one).
 
-The full reference (types, allowed values) is comfyinfra/spec.py; `python -m comfyinfra.schema`
-prints it as JSON schema.
+Every other knob has its default in one place, comfyinfra/spec.py (its field descriptions are the reference;
+`python -m comfyinfra.schema` prints them as JSON schema). Hosts and groups override anything. Nothing here
+repeats a spec default (tests/unit/test_render.py checks): set a knob here only to change it fleet-wide.
 """
 
 import os
@@ -19,15 +20,12 @@ comfyui_ref = "a125cd84b054a57729b5eecab930ca9408719832"  # v0.3.64, 2025-10-12
 torch = {"torch": "2.9.1", "torchvision": "0.24.1", "torchaudio": "2.9.1"}
 # ComfyUI 0.3.64 imports `requests` although its requirements.txt omits it.
 extra_pip_packages = ["requests"]
-# Package sources on the host: torch_index_url (default: download.pytorch.org/whl/<variant>),
-# index_url (a PyPI mirror), extra_index_urls, find_links (an offline wheelhouse). No credentials
-# in URLs: use ~/.netrc on the host.
-pip_sources = {}
+# pip_sources (spec default: each host's torch variant index, PyPI for the rest): torch_index_url, index_url
+# (a PyPI mirror), extra_index_urls, find_links (an offline wheelhouse). No credentials in URLs: ~/.netrc.
 
 # --- Custom nodes --------------------------------------------------------------------------
-# Each: {"name": dir under custom_nodes/, "repo": git URL, "ref": full commit or tag}.
-# Their requirements install under the torch constraints; a node that needs another torch fails.
-custom_nodes = []
+# custom_nodes (spec default: none). Each: {"name": dir under custom_nodes/, "repo": git URL, "ref": full
+# commit or tag}. Their requirements install under the torch constraints; a node that needs another torch fails.
 
 # --- Models -------------------------------------------------------------------------------
 # The fleet's model files by name; hosts (or group_data/<kind>.py) pick names with `models`.
@@ -39,20 +37,12 @@ custom_nodes = []
 #       "url": "https://huggingface.co/stabilityai/stable-diffusion-xl-base-1.0/resolve/<commit>/sd_xl_base_1.0.safetensors",
 #       "sha256": "<64 hex: X-Linked-Etag of the file>", "size": 6938078334,
 #       "folder": "checkpoints", "filename": "sd_xl_base_1.0.safetensors"}}
-model_catalog = {}
-models = []  # e.g. ["sdxl-base"]; set per kind or per host
-models_dir = None  # default <install_root>/models; e.g. a RunPod network volume
-model_downloads_parallel = 2  # models of one host downloaded at once
+# Then hosts or group_data/<kind>.py pick `models = ["sdxl-base"]`; `models_dir` (default
+# <install_root>/models) moves them, e.g. to a RunPod network volume.
 
 # --- Layout and service --------------------------------------------------------------------
-install_root = "/opt/comfyui"  # ComfyUI/, venv/, models/, input/, output/, temp/, user/, logs/
-service_user = "comfy"  # created as a system user; owns install_root and runs ComfyUI
-python = "python3"  # the host's interpreter for the venv
-listen = "127.0.0.1"  # keep ComfyUI on loopback; it has no authentication
-# Any other listen address (0.0.0.0, a LAN address) is refused unless a host sets this: whoever reaches the
-# port runs workflows, custom-node code included, as the service user. Prefer a reverse proxy with
+install_root = "/opt/comfyui"  # root's tree; the service writes only input/, output/, temp/, user/, home/
+service_user = "comfy"  # created as a system user; runs ComfyUI, owns only what ComfyUI writes
+# ComfyUI listens on 127.0.0.1:8188 (spec defaults `listen`, `port`): it has no authentication. Any other
+# address is refused unless a host sets expose_unauthenticated = True; prefer a reverse proxy with
 # authentication in front of a loopback ComfyUI.
-expose_unauthenticated = False
-port = 8188
-service_manager = "auto"  # systemd when it is init, else supervisord
-health_timeout_s = 180  # the deploy waits this long for /system_stats after a (re)start

@@ -145,6 +145,30 @@ def test_second_deploy_reports_zero_changes(world):
     assert comfyui_pid(world) == pid, "a no-op deploy restarted ComfyUI"
 
 
+def test_what_is_rendered_is_what_is_deployed(world):
+    """Every file of the artifact list, on the host, byte for byte what the review render writes for it (the
+    secrets file aside: markers in the render, values on the host)."""
+    from comfyinfra.artifacts import host_artifacts
+    from comfyinfra.facts import NvidiaGpus, Platform
+    from comfyinfra.fleet import load_fleet
+    from comfyinfra.plan import make_plan
+
+    (target,) = load_fleet(str(world.inventory("fleet", {HOST: world.host_data()})))  # group_data merged, as deployed
+    spec = target.spec
+
+    def fact(cls):  # the e2e host is this machine
+        out = subprocess.run(["sh", "-c", cls().command()], capture_output=True, text=True).stdout
+        return cls().process(out.splitlines())
+
+    compared = []
+    for artifact in host_artifacts(make_plan(spec, fact(Platform), fact(NvidiaGpus))):
+        if artifact.secrets:
+            continue
+        assert Path(artifact.dest).read_bytes() == artifact.render(), f"{artifact.dest} differs from its render"
+        compared.append(artifact.dest)
+    assert len(compared) >= 6, compared
+
+
 def test_noop_deploy_asks_the_host_twice(world):
     """A no-op costs two round trips (the plan's facts, then the snapshot the roles compare against), not one
     or more per operation: counted in pyinfra's own -v log, not timed (bench/noop_redeploy.py times it)."""

@@ -159,3 +159,28 @@ def test_the_hosts_facts_win_and_a_contradiction_fails_the_host():
     assert make_plan(undeclared, host, GpuProbe()).service_manager == "supervisor"  # nothing declared: facts decide
     with pytest.raises(PlanError, match="platform_arch and platform_init not declared"):
         plan_without_host(undeclared)
+
+
+def test_group_data_all_does_not_repeat_spec_defaults():
+    """Defaults live in the spec alone: a value in group_data/all.py must change something."""
+    import runpy
+
+    from pydantic_core import PydanticUndefined
+
+    from comfyinfra.spec import HostSpec
+
+    repeated = []
+    for name, value in runpy.run_path(str(REPO / "group_data" / "all.py")).items():
+        field = HostSpec.model_fields.get(name)
+        if field is None:
+            continue
+        default = field.get_default(call_default_factory=True)
+        if default is PydanticUndefined:
+            continue
+        if hasattr(default, "model_dump") and isinstance(value, dict):
+            same = type(default).model_validate(value) == default  # e.g. pip_sources = {}
+        else:
+            same = value == default
+        if same:
+            repeated.append(name)
+    assert repeated == [], f"group_data/all.py repeats the spec's defaults of {repeated}: delete them there"
