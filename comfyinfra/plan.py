@@ -251,7 +251,7 @@ def pin(repo: str, ref: str, tags: dict[tuple[str, str], str] | None = None) -> 
     return GitPin(repo=repo, ref=tag, kind=kind)
 
 
-def tag_pins(spec: HostSpec) -> set[tuple[str, str]]:
+def tagged_refs(spec: HostSpec) -> set[tuple[str, str]]:
     """The (repo, tag) pairs this host pins by tag."""
     refs = [(spec.comfyui_repo, spec.comfyui_ref), *((node.repo, node.ref) for node in spec.custom_nodes)]
     return {(repo, tag_name(ref)) for repo, ref in refs if classify_ref(ref) is RefKind.tag}

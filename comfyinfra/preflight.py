@@ -12,8 +12,8 @@ import sys
 from pyinfra import logger
 from pyinfra_cli.exceptions import CliError
 
-from comfyinfra import tag_pins as tag_pins_module
-from comfyinfra.plan import tag_pins
+from comfyinfra import tag_pins
+from comfyinfra.plan import tagged_refs
 from comfyinfra.spec import HostSpec
 from comfyinfra.validate import InventoryError, check_host, check_inventory
 
@@ -34,7 +34,7 @@ def inventory_file_from_argv(argv: list[str]) -> str:
 
 
 _SPECS: dict[str, HostSpec] = {}
-_TAGS: tag_pins_module.Resolved = {}
+_TAGS: tag_pins.Resolved = {}
 
 
 def install(state) -> None:
@@ -54,8 +54,8 @@ def install(state) -> None:
             _SPECS.update(check_inventory(inventory, inventory_file_from_argv(sys.argv)))
         except InventoryError as error:
             raise CliError(f"comfyinfra: {error}") from None
-        pairs = {pair for spec in _SPECS.values() for pair in tag_pins(spec)}
-        resolved, warnings = tag_pins_module.resolve(pairs)
+        pairs = {pair for spec in _SPECS.values() for pair in tagged_refs(spec)}
+        resolved, warnings = tag_pins.resolve(pairs)
         _TAGS.update(resolved)
         for (repo, tag), commit in sorted(resolved.items()):
             logger.info(f"comfyinfra: tag {tag} of {repo} is {commit}: every host is pinned to that commit")
@@ -66,7 +66,7 @@ def install(state) -> None:
     state._comfyinfra_preflight = True
 
 
-def resolved_tags() -> tag_pins_module.Resolved:
+def resolved_tags() -> tag_pins.Resolved:
     """The inventory's tags resolved to commits for this run (empty when the preflight did not run)."""
     return dict(_TAGS)
 

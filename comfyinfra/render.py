@@ -23,7 +23,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from comfyinfra.artifacts import Artifact, host_artifacts, secret_marker
+from comfyinfra.artifacts import HOST_HELPERS, Artifact, host_artifacts, secret_marker
 from comfyinfra.fleet import REPO, FleetHost, load_fleet
 from comfyinfra.plan import HostPlan, PlanError, declared_platform, plan_without_host
 from comfyinfra.spec import RefKind
@@ -172,6 +172,8 @@ def render_fleet(hosts: list[FleetHost], inventory: str) -> dict[str, bytes]:
             raise PlanError(f"host {host.name}: {error}") from None
         artifacts = host_artifacts(plan)
         for artifact in artifacts:
+            if artifact.source is not None and artifact.source.is_relative_to(HOST_HELPERS):
+                continue  # comfyinfra's own programs, shipped as they are: reviewed in the code, listed in PLAN.md
             files[f"{host.name}{artifact.dest}"] = artifact.render()
         files[f"{host.name}/PLAN.md"] = plan_md(host, plan, artifacts, inventory).encode()
         rows.append(fleet_row(host, plan))

@@ -9,6 +9,10 @@ from pyinfra import host, state
 from pyinfra.api import operation
 from pyinfra.api.operation import OperationMeta
 
+# What a root shell on a host gets instead of the SSH session's PATH (root's own may lead under /root, e.g. pyenv):
+# the interpreter a venv links to and the daemons root starts must be the system's.
+SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
 q = shlex.quote
 
 

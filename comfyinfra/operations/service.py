@@ -8,7 +8,7 @@ import json
 from pyinfra import host
 from pyinfra.api import FactBase, operation
 
-from comfyinfra.operations.common import changed, fail_command, q
+from comfyinfra.operations.common import SYSTEM_PATH, changed, fail_command, q
 from comfyinfra.operations.snapshot import observe
 
 
@@ -125,7 +125,7 @@ def secret_file(path: str, group: str):
 # supervisord's programs inherit its environment: started from the deploy's SSH session, ComfyUI carried
 # SSH_CLIENT, SSH_CONNECTION and whatever else the session had. It gets exactly this (and its program's
 # environment= lines) instead.
-SUPERVISORD_ENV = (("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"), ("LANG", "C.UTF-8"))
+SUPERVISORD_ENV = (("PATH", SYSTEM_PATH), ("LANG", "C.UTF-8"))
 
 
 def clean_supervisord(conf: str) -> str:

@@ -26,7 +26,7 @@ from pyinfra.facts.files import FileContents
 from pyinfra.operations import crontab, systemd
 from pyinfra.operations.util.files import generate_color_diff  # pyinfra's own --diff rendering
 
-from comfyinfra.operations.common import fail_command, q
+from comfyinfra.operations.common import SYSTEM_PATH, fail_command, q
 from comfyinfra.operations.snapshot import observe
 
 
@@ -188,9 +188,6 @@ def absent_file(path: str):
         host.noop(f"{path} absent")
         return
     yield f"rm -f {q(path)}"
-
-
-SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
 @operation()

@@ -4,7 +4,7 @@ and give a new host the new one, both "at v1.0.0"."""
 import subprocess
 
 from comfyinfra.operations.git import GitCheckout
-from comfyinfra.plan import make_plan, pin, tag_pins
+from comfyinfra.plan import make_plan, pin, tagged_refs
 from comfyinfra.spec import RefKind
 from comfyinfra.tag_pins import ls_remote_tag, resolve
 from tests.unit.test_checkout_drift import correct, git, state
@@ -47,7 +47,7 @@ def test_a_resolved_tag_pins_the_commit_and_keeps_the_tag_for_people():
     assert pin("https://example.invalid/r.git", "v0.3.64").kind is RefKind.tag  # not resolved: the host resolves it
     repo = "https://github.com/comfyanonymous/ComfyUI.git"
     host = spec(comfyui_ref="v0.3.64")
-    assert (repo, "v0.3.64") in tag_pins(host)
+    assert (repo, "v0.3.64") in tagged_refs(host)
     plan = make_plan(host, X86_SYSTEMD, DETECTED, tags={(repo, "v0.3.64"): commit})
     assert plan.comfyui.ref == commit and plan.comfyui.tag == "v0.3.64"
 
