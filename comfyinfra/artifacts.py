@@ -20,7 +20,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from comfyinfra.plan import HostPlan
 from comfyinfra.quoting import JINJA_FILTERS
-from comfyinfra.spec import MODEL_FOLDERS, WORKFLOWS_DIR
+from comfyinfra.spec import MODEL_FOLDERS, WORKFLOWS_DIR, HostKind
 
 REPO = Path(__file__).resolve().parents[1]
 TEMPLATES = REPO / "templates"
@@ -32,6 +32,7 @@ EXTRAS = f"/etc/supervisor/conf.d/{SERVICE}-extras.conf"
 UNIT = f"/etc/systemd/system/{SERVICE}.service"
 MONITOR_UNITS = tuple(f"/etc/systemd/system/{SERVICE}-gpu-monitor.{kind}" for kind in ("service", "timer"))
 LOGROTATE = f"/etc/logrotate.d/{SERVICE}"
+WSL_CONF = "/etc/wsl.conf"
 
 _JINJA = Environment(undefined=StrictUndefined, keep_trailing_newline=True, loader=FileSystemLoader(str(TEMPLATES)))
 # Every value a template writes goes through the filter for its target format (systemd_exec, supervisor_env,
@@ -62,6 +63,14 @@ class Artifact:
     user: str = "root"
     group: str = "root"
     restarts: bool = False  # a change means restarting (or reloading) ComfyUI
+    access: str | None = None  # Windows hosts: who may read and write it (NTFS ACLs; user, group, mode don't apply)
+
+    @property
+    def rendered_path(self) -> str:
+        """Where the review render puts it under rendered/<host>: the absolute path, C:\\x\\y as /C/x/y."""
+        if self.dest[1:3] == ":\\":
+            return "/" + self.dest[0] + self.dest[2:].replace("\\", "/")
+        return self.dest
 
     def render(self) -> bytes:
         """The file's bytes; for the secrets file, markers in place of values (the values travel on stdin)."""
@@ -126,6 +135,15 @@ class HelperProgramsView:
 class LogrotateView:
     pattern: str
     retention_days: int
+
+
+@dataclass(frozen=True)
+class WslConfView:
+    """/etc/wsl.conf of a WSL host: systemd as init or not, and the wall between the service and Windows."""
+
+    systemd: bool
+    windows_access: bool
+    default_user: str | None
 
 
 @dataclass(frozen=True)
@@ -212,6 +230,10 @@ def _host_ops(plan: HostPlan) -> list[Artifact]:
     if plan.gpu_monitor:  # the monitor runs as the service user: its program is root's, only its samples are its own
         found.append(Artifact("host_ops", "gpu-monitor", "GPU monitor helper", paths.gpu_monitor_helper,
                               source=HOST_HELPERS / "gpu_monitor.py", mode="755"))
+    if spec.host_kind is HostKind.wsl:
+        view = WslConfView(plan.service_manager == "systemd", spec.wsl_windows_access, spec.wsl_default_user)
+        found.append(Artifact("host_ops", "wsl", "/etc/wsl.conf (systemd, no Windows interop for the service)",
+                              WSL_CONF, "wsl.conf.j2", {"wsl": view}))
     if plan.service_manager == "supervisor":
         if helper_programs(plan):
             monitor_argv = (spec.python, paths.gpu_monitor_helper, "run", "--dir", paths.gpu_monitor_dir,

@@ -24,7 +24,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from comfyinfra.spec import HostSpec
+from comfyinfra.kinds import AnySpec, parse_spec
+from comfyinfra.windows.spec import WindowsHostSpec
 from comfyinfra.validate import InventoryError  # pyinfra's API only, which patches nothing
 
 REPO = Path(__file__).resolve().parents[1]
@@ -38,7 +39,7 @@ EXPORT_TIMEOUT_S = 300
 @dataclass(frozen=True)
 class FleetHost:
     name: str  # inventory name; "@local" for the local connector
-    spec: HostSpec
+    spec: AnySpec  # HostSpec, or WindowsHostSpec for a Windows host (only with load_fleet(..., windows=True))
     data: dict  # the host's SSH settings (SSH_DATA_KEYS that are set)
     groups: tuple[str, ...] = field(default=())
 
@@ -47,14 +48,17 @@ class FleetHost:
         return self.name.startswith("@local")
 
 
-def load_fleet(inventory_file: str, limits: list[str] | None = None) -> list[FleetHost]:
+def load_fleet(inventory_file: str, limits: list[str] | None = None, windows: bool = False) -> list[FleetHost]:
     """Hosts of an inventory (group_data/ of this repo included), validated, filtered like pyinfra's --limit.
+
+    The hosts that run ComfyUI; Windows hosts (which front one of them, reached over WinRM) only with windows=True.
 
     Validated without the deploy's secrets (model tokens, service secrets): verifying a fleet needs none.
     Raises InventoryError (invalid or unloadable inventory) or ValueError (--limit matches nothing).
     """
-    hosts = [FleetHost(entry["name"], HostSpec.model_validate(entry["spec"]), dict(entry["data"]),
-                       tuple(entry["groups"])) for entry in _export(inventory_file)]
+    hosts = [FleetHost(entry["name"], parse_spec(entry["spec"]), dict(entry["data"]), tuple(entry["groups"]))
+             for entry in _export(inventory_file)]
+    hosts = [host for host in hosts if windows or not isinstance(host.spec, WindowsHostSpec)]
     hosts = [host for host in hosts
              if not limits or any(fnmatch.fnmatch(host.name, p) or p in host.groups for p in limits)]
     if not hosts:

@@ -13,8 +13,11 @@ from pyinfra import logger
 from pyinfra_cli.exceptions import CliError
 
 from comfyinfra import tag_pins
-from comfyinfra.plan import tagged_refs
+from comfyinfra.kinds import AnySpec
+from comfyinfra.plan import plan_without_host, tagged_refs
 from comfyinfra.spec import HostSpec
+from comfyinfra.windows.plan import WindowsPlan, make_windows_plan
+from comfyinfra.windows.spec import WindowsHostSpec
 from comfyinfra.validate import InventoryError, check_host, check_inventory
 
 
@@ -33,7 +36,7 @@ def inventory_file_from_argv(argv: list[str]) -> str:
     return "inventory"
 
 
-_SPECS: dict[str, HostSpec] = {}
+_SPECS: dict[str, AnySpec] = {}
 _TAGS: tag_pins.Resolved = {}
 
 
@@ -51,10 +54,12 @@ def install(state) -> None:
     def init(inventory, config, **kwargs):
         original_init(inventory, config, **kwargs)
         try:
-            _SPECS.update(check_inventory(inventory, inventory_file_from_argv(sys.argv)))
+            limit = kwargs.get("initial_limit")  # --limit: the other hosts' secrets are not needed
+            targets = None if limit is None else {host.name for host in limit}
+            _SPECS.update(check_inventory(inventory, inventory_file_from_argv(sys.argv), targets=targets))
         except InventoryError as error:
             raise CliError(f"comfyinfra: {error}") from None
-        pairs = {pair for spec in _SPECS.values() for pair in tagged_refs(spec)}
+        pairs = {pair for spec in _SPECS.values() if isinstance(spec, HostSpec) for pair in tagged_refs(spec)}
         resolved, warnings = tag_pins.resolve(pairs)
         _TAGS.update(resolved)
         for (repo, tag), commit in sorted(resolved.items()):
@@ -71,7 +76,7 @@ def resolved_tags() -> tag_pins.Resolved:
     return dict(_TAGS)
 
 
-def spec_for(host) -> HostSpec:
+def spec_for(host) -> AnySpec:
     """The validated spec of a host (validates it on demand when the preflight did not run, e.g. API use)."""
     if host.name in _SPECS:
         return _SPECS[host.name]
@@ -80,3 +85,12 @@ def spec_for(host) -> HostSpec:
     if problems:
         raise InventoryError("\n".join(str(p) for p in problems))
     return spec
+
+
+def windows_plan_for(host) -> WindowsPlan:
+    """A Windows host's plan: its spec and the plan of the WSL host it fronts, made from that host's declarations
+    (the preflight checked both before connecting; a contradiction with that host's facts fails that host)."""
+    spec = spec_for(host)
+    assert isinstance(spec, WindowsHostSpec)
+    fronted = _SPECS.get(spec.fronts) or spec_for(host.inventory.get_host(spec.fronts))
+    return make_windows_plan(host.name, spec, plan_without_host(fronted, resolved_tags()))

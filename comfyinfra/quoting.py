@@ -1,5 +1,6 @@
 """Values written into other programs' formats, escaped for each one: systemd units, supervisord programs,
-crontab lines, YAML and pip.conf. roles/__init__.py registers these as Jinja filters for templates/*.j2.
+crontab lines, YAML, pip.conf, and on Windows hosts PowerShell scripts and XML (web.config, the scheduled task).
+roles/__init__.py registers these as Jinja filters for templates/*.j2.
 
 The spec refuses first what no format should carry (control characters, paths outside [A-Za-z0-9._/+-],
 flags not named like flags, ...). This is the second line: what a format gives a meaning to is escaped, and
@@ -17,6 +18,13 @@ the program applies, as read in its source or manual:
 - YAML: a double-quoted scalar from PyYAML's own emitter.
 - logrotate (logrotate.8 "CONFIGURATION FILE"): paths split on whitespace unless quoted.
 - pip.conf (pip reads it with configparser.RawConfigParser): one value per line, no interpolation.
+- PowerShell (about_Quoting_Rules; the tokenizer's IsSingleQuote): a single-quoted string expands nothing and
+  ends at `'`, which is doubled inside; the tokenizer also takes U+2018-U+201B for `'`, and Windows PowerShell 5.1
+  reads a .ps1 without a BOM in the ANSI code page, so only printable ASCII is written. Windows PowerShell 5.1
+  passes a native program's arguments by wrapping those with whitespace in "..." without escaping anything.
+- XML 1.0 (section 2.2 "Characters", 2.4, 3.3.3): `&`, `<`, `>` escaped (and both quotes in attributes); control
+  characters other than tab and line breaks are not XML at all, and those are normalized away in attributes:
+  none is written. Non-ASCII becomes a character reference, so the files stay ASCII.
 """
 
 from __future__ import annotations
@@ -177,6 +185,74 @@ def pip_conf_value(value: object) -> str:
     return text
 
 
+def _printable_ascii(value: object, target: str) -> str:
+    """The text, when every character is printable ASCII. The message names the character, never the value (a
+    PowerShell script may one day carry a secret)."""
+    text = str(value)
+    for position, char in enumerate(text):
+        if not " " <= char <= "~":
+            raise ValueError(f"a value can't be written into {target}: it holds U+{ord(char):04X} at position "
+                             f"{position}; allowed: printable ASCII (Windows PowerShell 5.1 reads a script without a "
+                             "BOM as ANSI, and takes the typographic quotes U+2018-U+201B for a closing quote)")
+    return text
+
+
+def _words(words: Iterable[object], target: str) -> list[object]:
+    if isinstance(words, (str, bytes)):  # a string would be split into characters
+        raise TypeError(f"{target} is made from a sequence of words, not one string")
+    return list(words)
+
+
+def ps_string(value: object) -> str:
+    """A PowerShell single-quoted string literal: nothing inside expands (no $, no backtick escapes); `'` doubled."""
+    return "'" + _printable_ascii(value, "a PowerShell string").replace("'", "''") + "'"
+
+
+def ps_array(words: Iterable[object]) -> str:
+    """A PowerShell array of single-quoted strings: @('a', 'b'); @() when empty."""
+    return "@(" + ", ".join(ps_string(word) for word in _words(words, "a PowerShell array")) + ")"
+
+
+def ps_native_args(words: Iterable[object]) -> str:
+    """ps_array for the arguments of a native program (`& $exe @args`). Windows PowerShell 5.1 wraps an argument
+    holding whitespace in "..." and escapes nothing, and drops an empty one; the program then splits its command
+    line by the MSVC rules, where `\\"` is a literal quote. So a word holding `"`, an empty word, and a word with
+    whitespace that ends in a backslash can't be passed through unchanged."""
+    words = _words(words, "a native command line")
+    for index, word in enumerate(words):
+        text = _printable_ascii(word, "a native command line")
+        if not text or '"' in text or (" " in text and text.endswith("\\")):
+            raise ValueError(f"argument {index} can't be passed to a native program by Windows PowerShell 5.1 as it "
+                             "is: allowed: a non-empty word without double quotes, not ending in a backslash when it "
+                             "holds a space")
+    return ps_array(words)
+
+
+# Characters XML 1.0 does not allow at all (section 2.2), besides the controls: the two noncharacters of the BMP.
+XML_NONCHARACTERS = {0xFFFE, 0xFFFF}
+
+
+def _xml_escaped(value: object, target: str) -> str:
+    text = str(value)
+    for position, char in enumerate(text):
+        if unicodedata.category(char) in ("Cc", "Cs") or ord(char) in XML_NONCHARACTERS:
+            raise ValueError(f"a value can't be written into {target}: it holds U+{ord(char):04X} at position "
+                             f"{position}; allowed: text without control characters")
+    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return "".join(char if ord(char) < 0x80 else f"&#x{ord(char):X};" for char in text)
+
+
+def xml_text(value: object) -> str:
+    """XML character data (an element's text): &, < and > escaped, non-ASCII as character references."""
+    return _xml_escaped(value, "XML text")
+
+
+def xml_attr(value: object) -> str:
+    """An XML attribute value, for either quote: xml_text plus both quotes escaped."""
+    return _xml_escaped(value, "an XML attribute").replace('"', "&quot;").replace("'", "&apos;")
+
+
 JINJA_FILTERS = {f.__name__: f for f in (
     systemd_value, systemd_exec, systemd_env, systemd_paths, supervisor_value, supervisor_logfile, supervisor_command,
-    supervisor_env, cron_command, yaml_value, logrotate_path, pip_conf_value)}
+    supervisor_env, cron_command, yaml_value, logrotate_path, pip_conf_value, ps_string, ps_array, ps_native_args,
+    xml_text, xml_attr)}

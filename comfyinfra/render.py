@@ -28,6 +28,9 @@ from comfyinfra.fleet import REPO, FleetHost, load_fleet
 from comfyinfra.plan import HostPlan, PlanError, declared_platform, plan_without_host
 from comfyinfra.spec import RefKind
 from comfyinfra.validate import InventoryError
+from comfyinfra.windows.artifacts import windows_artifacts
+from comfyinfra.windows.plan import WindowsPlan, make_windows_plan
+from comfyinfra.windows.spec import WindowsHostSpec
 
 DEFAULT_INVENTORY = "inventory/prod.py"
 DEFAULT_OUT = REPO / "rendered"
@@ -115,7 +118,7 @@ def fleet_row(host: FleetHost, plan: HostPlan) -> tuple[str, ...]:
 
 
 def owner(artifact: Artifact) -> str:
-    return f"{artifact.user}:{artifact.group} {artifact.mode}"
+    return artifact.access or f"{artifact.user}:{artifact.group} {artifact.mode}"
 
 
 def origin(artifact: Artifact) -> str:
@@ -153,6 +156,47 @@ def plan_md(host: FleetHost, plan: HostPlan, artifacts: tuple[Artifact, ...], in
     return "\n".join(out)
 
 
+def windows_summary(plan: WindowsPlan) -> dict[str, str]:
+    spec, fronted = plan.spec, plan.fronted
+    certificate = spec.site.certificate
+    access = [*(["Basic authentication (Windows accounts)"] if spec.basic_auth else []),
+              *([f"clients from {', '.join(spec.allowed_ips)} only"] if spec.allowed_ips else []),
+              *([f"rate limit: {spec.rate_limit.max_concurrent_requests} concurrent, {spec.rate_limit.max_requests} "
+                 f"requests per {spec.rate_limit.interval_ms} ms per client"] if spec.rate_limit else [])]
+    return {
+        "kind": "windows",
+        "fronts": f"{fronted.host}: ComfyUI in WSL distro {spec.wsl_distro}, {fronted.backend}",
+        "WinRM": f"{spec.winrm.scheme}://{spec.winrm.host}:{spec.winrm.port}/wsman, {spec.winrm.transport} as "
+                 f"{spec.winrm.user} (password from env {spec.winrm.password_env})",
+        "site": f"https://{spec.site.host_name}/ (IIS site {spec.site.name}, {spec.site.path})",
+        "certificate": f"thumbprint {certificate.thumbprint}" if certificate.thumbprint else
+                       f"subject {certificate.subject} (newest valid)",
+        "proxy": f"{plan.proxy_target}, timeout {spec.proxy_timeout_s} s",
+        "upload limit": f"{plan.upload_limit_bytes} bytes ({spec.upload_limit_mb:g} MiB; ComfyUI on {fronted.host}: "
+                        f"{fronted.max_upload_size_mb:g} MiB)",
+        "CORS": ", ".join(spec.cors_origins) or "none (same-origin only)",
+        "access": "; ".join(access) or "anyone who reaches the site (no authentication)",
+        "scheduled task": f"{plan.task_uri} at boot as {spec.wsl_user} (password from env "
+                          f"{spec.wsl_user_password_env})",
+        "watchdog": f"{fronted.health_url} every {spec.watchdog.interval_s} s, {spec.watchdog.tries} restarts, then the "
+                    "distro is recycled",
+        "GPU monitoring": f"none here: nvidia-smi works inside WSL, {fronted.host}'s monitor samples it",
+    }
+
+
+def windows_plan_md(host: FleetHost, plan: WindowsPlan, artifacts: tuple[Artifact, ...], inventory: str) -> str:
+    fronted = plan.fronted
+    return "\n".join([
+        MARKER, f"# {host.name}", "",
+        (f"Planned from {inventory} and group_data/ without connecting; the fronted host {fronted.host} is planned from "
+         "its declarations (its port, health URL, upload limit and service manager come from there)."), "",
+        table(("what", "value"), list(windows_summary(plan).items())),
+        "## What the watchdog runs inside WSL (as root)", "",
+        table(("when", "command"), [("start", shlex.join(fronted.start)), ("restart", shlex.join(fronted.restart))]),
+        "## Files", "",
+        table(("path", "access", "from"), [(a.dest, owner(a), origin(a)) for a in artifacts])])
+
+
 def fleet_md(rows: list[tuple[str, ...]], inventory: str) -> str:
     return "\n".join([MARKER, f"# Fleet: {inventory}", "",
                       "Each host's files are under `<host>/<absolute path on the host>`; read `<host>/PLAN.md` first.",
@@ -165,7 +209,13 @@ def render_fleet(hosts: list[FleetHost], inventory: str) -> dict[str, bytes]:
     """Relative path under rendered/ -> bytes, for every host. Raises PlanError naming a host it can't plan."""
     files: dict[str, bytes] = {}
     rows = []
+    by_name = {host.name: host for host in hosts}
     for host in hosts:
+        if isinstance(host.spec, WindowsHostSpec):
+            files.update(_windows_files(host, by_name[host.spec.fronts], inventory))
+            rows.append((host.name, "windows", "Task Scheduler (watchdog)", "-", "-",
+                         f"https://{host.spec.site.host_name}/", f"fronts {host.spec.fronts}"))
+            continue
         try:
             plan = plan_without_host(host.spec)
         except PlanError as error:
@@ -174,11 +224,22 @@ def render_fleet(hosts: list[FleetHost], inventory: str) -> dict[str, bytes]:
         for artifact in artifacts:
             if artifact.source is not None and artifact.source.is_relative_to(HOST_HELPERS):
                 continue  # comfyinfra's own programs, shipped as they are: reviewed in the code, listed in PLAN.md
-            files[f"{host.name}{artifact.dest}"] = artifact.render()
+            files[f"{host.name}{artifact.rendered_path}"] = artifact.render()
         files[f"{host.name}/PLAN.md"] = plan_md(host, plan, artifacts, inventory).encode()
         rows.append(fleet_row(host, plan))
     files["README.md"] = fleet_md(rows, inventory).encode()
     return dict(sorted(files.items()))
+
+
+def _windows_files(host: FleetHost, fronted: FleetHost, inventory: str) -> dict[str, bytes]:
+    try:
+        plan = make_windows_plan(host.name, host.spec, plan_without_host(fronted.spec))
+    except PlanError as error:
+        raise PlanError(f"host {host.name}: {error}") from None
+    artifacts = windows_artifacts(plan)
+    files = {f"{host.name}{artifact.rendered_path}": artifact.render() for artifact in artifacts}
+    files[f"{host.name}/PLAN.md"] = windows_plan_md(host, plan, artifacts, inventory).encode()
+    return files
 
 
 def inventory_path(inventory: str) -> tuple[str, str]:
@@ -196,7 +257,7 @@ def load(inventory: str) -> tuple[list[FleetHost], str]:
     path, shown = inventory_path(inventory)
     saved = {name: os.environ.pop(name) for name in MACHINE_OVERRIDES if name in os.environ}
     try:
-        return load_fleet(path), shown
+        return load_fleet(path, windows=True), shown
     finally:
         os.environ.update(saved)
 

@@ -686,6 +686,12 @@ class HostSpec(SpecModel):
     platform_init: Literal["systemd", "other"] | None = Field(
         None, description="declared init: 'systemd' when systemd is PID 1, 'other' (containers, WSL without "
         "systemd), for planning without the host; the host's facts win")
+    wsl_windows_access: bool = Field(
+        False, description="WSL hosts: let Linux processes start Windows programs and use the Windows drives. Off, "
+        "/etc/wsl.conf turns interop off and mounts the drives for root only: else ComfyUI's service user could act "
+        "as the Windows user that started WSL (elevated, when the Windows host's boot task starts it)")
+    wsl_default_user: str | None = Field(None, description="WSL hosts: [user] default= in /etc/wsl.conf, the user "
+                                         "`wsl.exe` opens a shell as (comfyinfra writes the whole file)")
     cpu_only: bool = Field(False, description="run on the CPU even if a GPU is present")
 
     # --- launch policy (comfyinfra/plan.py launch_args) -------------------------------------
@@ -722,6 +728,13 @@ class HostSpec(SpecModel):
     extra_args: list[str] = Field(default_factory=list, validate_default=True, description="more ComfyUI flags, one "
                                   "element per argument, e.g. ['--fast', '--cache-lru', '10']: flags by name, values "
                                   "of letters, digits and . _ / : @ + = , * -")
+
+    @field_validator("wsl_default_user")
+    @classmethod
+    def _wsl_user(cls, value: str | None) -> str | None:
+        if value is not None and not POSIX_USER.fullmatch(value):
+            raise ValueError(f"{value!r}: allowed: a Linux user name (lowercase letters, digits, '_', '-')")
+        return value
 
     @field_validator("comfyui_ref")
     @classmethod

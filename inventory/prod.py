@@ -1,4 +1,4 @@
-"""The production fleet. Addresses come from your SSH config (~/.ssh/config or
+"""The production fleet. Addresses of the Linux hosts come from your SSH config (~/.ssh/config or
 COMFYINFRA_SSH_CONFIG): each host name below is a `Host` alias there. Secrets never live here.
 
 Declared GPUs and platforms (platform_arch, platform_init: here or in group_data/<kind>.py) are used
@@ -23,4 +23,15 @@ dgx = [
 linux = [
     ("gpu-4090", {**_ssh, "gpu": {"name": "NVIDIA GeForce RTX 4090", "vram_mib": 24564, "compute_capability": "8.9"},
                   "platform_arch": "x86_64", "platform_init": "systemd"}),
+]
+# The Windows 11 box that runs wsl-3090: it starts that ComfyUI at boot (scheduled task + watchdog) and fronts it
+# with IIS over HTTPS. Reached over WinRM (HTTPS 5986, certificate validated); passwords come from the environment
+# of the machine running pyinfra, by the variable names given here.
+windows = [
+    ("@winrm/win-3090", {
+        "fronts": "wsl-3090",
+        "winrm": {"host": "win-3090.lan", "user": "WIN-3090\\deploy", "password_env": "WIN3090_WINRM_PASSWORD"},
+        "site": {"host_name": "comfy.example.com", "certificate": {"subject": "CN=*.example.com"}},
+        "wsl_user": "WIN-3090\\comfy", "wsl_user_password_env": "WIN3090_COMFY_PASSWORD",
+    }),
 ]

@@ -4,7 +4,7 @@ from pyinfra import host
 from pyinfra.api import deploy
 from pyinfra.facts.crontab import Crontab
 
-from comfyinfra.artifacts import EXTRAS, LOGROTATE, MONITOR_UNITS, SERVICE, helper_programs, host_artifacts, of
+from comfyinfra.artifacts import EXTRAS, LOGROTATE, MONITOR_UNITS, WSL_CONF, SERVICE, helper_programs, host_artifacts, of
 from comfyinfra.operations.common import on_change
 from comfyinfra.operations.service import supervisor_programs_running
 from comfyinfra.operations.snapshot import probe
@@ -17,6 +17,7 @@ from comfyinfra.operations.system import (
     unit_running,
 )
 from comfyinfra.plan import HostPlan
+from comfyinfra.spec import HostKind
 from roles import upload
 from roles.service import SUPERVISORCTL, SUPERVISORD_CONF
 
@@ -28,6 +29,8 @@ def probes(plan: HostPlan) -> list:
              *(probe(PathState, path=f"{paths.workflows}/{w}") for w in plan.spec.smoke_workflows)]
     if plan.gpu_monitor:
         found += [probe(PathState, path=paths.gpu_monitor_dir), probe(PathState, path=paths.gpu_monitor_helper)]
+    if plan.spec.host_kind is HostKind.wsl:
+        found.append(probe(PathState, path=WSL_CONF))
     if plan.service_manager == "supervisor":
         return [*found, probe(PathState, path=EXTRAS)]  # program states: in the service role's SupervisorStatus
     if plan.gpu_monitor:
@@ -43,6 +46,7 @@ def host_ops(plan: HostPlan):
     for job in host.loop(plan.cron):
         cron_entry(name=f"Cron: {job.name}", command=job.command, user=user, cron_name=job.name, **job.fields)
     upload(of(artifacts, "host_ops", "logrotate"))
+    upload(of(artifacts, "host_ops", "wsl"))  # WSL hosts only: read at the distro's next start
 
     directory(name=f"Directory {paths.workflows}", path=paths.workflows, user="root", group="root", mode="755")
     upload(of(artifacts, "host_ops", "workflows"))

@@ -65,8 +65,8 @@ CASES = [
      ["field custom_nodes[0].commit", "unknown field 'commit'"]),
     ("typo-key", 'linux = [("h1", {"comfy_port": 8189})]', ["field comfy_port", "unknown field", "did you mean 'port'"]),
     ("typo-ssh-key", 'linux = [("h1", {"ssh_hostnme": "10.0.0.1"})]', ["field ssh_hostnme", "did you mean 'ssh_hostname'"]),
-    ("kind-enum", 'linux = [("h1", {"host_kind": "windows"})]', ["field host_kind", "'windows' is not allowed", "'wsl'", "'linux'"]),
-    ("no-kind-group", 'gpus = [("h1", {})]', ["host h1", "field host_kind", "one of the groups wsl, runpod, dgx or linux"]),
+    ("kind-enum", 'linux = [("h1", {"host_kind": "macos"})]', ["field host_kind", "'macos' is not allowed", "'wsl'", "'linux'"]),
+    ("no-kind-group", 'gpus = [("h1", {})]', ["host h1", "field host_kind", "one of the groups wsl, runpod, dgx, linux or windows"]),
     ("torchvision-mismatch", 'linux = [("h1", {"torch": {"torch": "2.9.1", "torchvision": "0.23.0"}})]',
      ["field torch", "torchvision 0.23.0 does not match torch 2.9.1", "allowed: torchvision 0.24.1"]),
     ("torch-variant-in-version", 'linux = [("h1", {"torch": {"torch": "2.9.1+cu128"}})]',
@@ -263,13 +263,25 @@ def test_every_problem_of_every_host_is_listed(tmp_path):
     assert "3 problem(s)" in str(error.value)
 
 
-def test_valid_inventories_pass(tmp_path):
+def test_valid_inventories_pass(tmp_path, monkeypatch):
+    monkeypatch.setenv("WIN3090_WINRM_PASSWORD", "x")  # the Windows host's passwords, by name in inventory/prod.py
+    monkeypatch.setenv("WIN3090_COMFY_PASSWORD", "y")
     for name in ("prod.py", "local.py"):
         os.chdir(REPO)
         with ctx_state.use(State()):
             inventory = make_inventory(str(REPO / "inventory" / name), cwd=str(REPO))
         specs = check_inventory(inventory, f"inventory/{name}")
-        assert specs and all(spec.comfyui_ref for spec in specs.values())
+        assert specs and all(getattr(spec, "comfyui_ref", None) or spec.fronts for spec in specs.values())
+
+
+def test_a_limited_run_needs_only_the_secrets_of_its_hosts():
+    """--limit gpu-4090 must not ask for the Windows host's passwords; the Windows host itself does."""
+    os.chdir(REPO)
+    with ctx_state.use(State()):
+        inventory = make_inventory(str(REPO / "inventory" / "prod.py"), cwd=str(REPO))
+    assert "gpu-4090" in check_inventory(inventory, "inventory/prod.py", targets={"gpu-4090"})
+    with pytest.raises(InventoryError, match="WIN3090_WINRM_PASSWORD is not set"):
+        check_inventory(inventory, "inventory/prod.py", targets={"win-3090"})
 
 
 def test_cli_refuses_before_connecting(tmp_path):

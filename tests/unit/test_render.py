@@ -16,8 +16,11 @@ from comfyinfra import render
 from comfyinfra.artifacts import host_artifacts
 from comfyinfra.hostinfo import GpuProbe, HostPlatform
 from comfyinfra.plan import PlanError, declared_platform, make_plan, plan_without_host
-from comfyinfra.render import fleet_row, parse_tables, read_tree, summary
+from comfyinfra.render import fleet_row, parse_tables, read_tree, summary, windows_summary
 from comfyinfra.spec import HostSpec
+from comfyinfra.windows.artifacts import windows_artifacts
+from comfyinfra.windows.plan import make_windows_plan
+from comfyinfra.windows.spec import WindowsHostSpec
 from tests.unit.test_plan import BASE
 
 REPO = Path(__file__).resolve().parents[2]
@@ -60,7 +63,7 @@ def test_a_render_is_identical_twice_and_from_another_working_directory(tmp_path
     assert result.returncode == 0, result.stderr
     tree = read_tree(first)
     assert tree == read_tree(second) == read_tree(elsewhere) == read_tree(REPO / "rendered")
-    hosts = {"wsl-3090", "runpod-a5000", "dgx-spark", "gpu-4090"}
+    hosts = {"wsl-3090", "runpod-a5000", "dgx-spark", "gpu-4090", "win-3090"}
     assert {path.split("/")[0] for path in tree} == hosts | {"README.md"}
     assert all(f"{host}/PLAN.md" in tree for host in hosts)
 
@@ -121,7 +124,16 @@ def test_plan_md_and_the_fleet_table_read_back_to_the_plan(prod):
     assert fleet[0] == render.FLEET_COLUMNS
     rows = fleet[1:]
     assert [row[0] for row in rows] == [host.name for host in prod]
+    by_name = {host.name: host for host in prod}
     for host, row in zip(prod, rows):
+        if isinstance(host.spec, WindowsHostSpec):
+            windows_plan = make_windows_plan(host.name, host.spec, plan_without_host(by_name[host.spec.fronts].spec))
+            headline, commands, files = parse_tables((REPO / "rendered" / host.name / "PLAN.md").read_text())
+            assert dict(headline[1:]) == windows_summary(windows_plan)
+            assert commands[1][1].split() == list(windows_plan.fronted.start)
+            assert [r[0] for r in files[1:]] == [a.dest for a in windows_artifacts(windows_plan)]
+            assert row[0] == host.name and row[1] == "windows" and host.spec.fronts in row[-1]
+            continue
         plan = plan_without_host(host.spec)
         assert row == fleet_row(host, plan)
         assert row[2] == plan.service_manager and plan.torch.variant in row[4] and str(plan.spec.port) in row[5]

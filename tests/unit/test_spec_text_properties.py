@@ -26,6 +26,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel
 
+from comfyinfra.artifacts import WSL_CONF, host_artifacts
 from comfyinfra.facts import GpuProbe, HostPlatform
 from comfyinfra.plan import PlanError, make_plan
 from comfyinfra.spec import HostSpec
@@ -110,6 +111,7 @@ FIELDS: list[tuple[tuple, str, dict]] = [
     (("gpu", "driver_version"), "570.26", DECLARED_GPU),
     (("platform_arch",), "x86_64", {}),
     (("platform_init",), "systemd", {}),
+    (("wsl_default_user",), "fred", {"host_kind": "wsl"}),
     (("vram_mode",), "default", {}),
     (("preview_method",), "none", {}),
     (("gpu_select",), "GPU-4090", {}),
@@ -262,6 +264,11 @@ def common_artifacts(plan) -> None:
 
     header = next(line for line in render("logrotate.j2", plan).splitlines() if line and line[0] != "#")
     assert shlex.split(header) == [f"{plan.paths.logs}/*.log", "{"]
+
+    if plan.spec.host_kind.value == "wsl":  # /etc/wsl.conf, read as WSL reads it: an INI file
+        wsl_conf = configparser.RawConfigParser()
+        wsl_conf.read_string(next(a for a in host_artifacts(plan) if a.dest == WSL_CONF).render().decode())
+        assert wsl_conf.get("user", "default", fallback=None) == plan.spec.wsl_default_user
 
     dirs = {"output": plan.paths.output, "input": plan.paths.input, "temp": plan.paths.temp}
     for job, rule in zip(plan.cron, plan.spec.cleanup):
