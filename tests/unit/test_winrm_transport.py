@@ -456,3 +456,24 @@ def test_unsafe_or_misspelt_winrm_settings_are_refused_at_connect(wsman, tls, mo
     error = failure_of(host.connect, show_errors=False, raise_exceptions=True)
 
     assert isinstance(error, ConnectError) and expected in str(error) and str(error).startswith(f"{HOST}: ")
+
+
+def test_no_comfyinfra_code_uses_pywinrms_session_or_its_run_ps():
+    """The reference's trap 20: winrm.Session.run_ps sends the script on cmd.exe's command line, which fails at about
+    3 KB of script; comfyinfra sends every script over stdin (comfyinfra.windows.winrm). Checked on the syntax tree
+    of every module: no winrm.Session, no import of it, no run_cmd/run_ps called on anything but our Executor."""
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2] / "comfyinfra"
+    offenders = []
+    for path in root.rglob("*.py"):
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module == "winrm" and any(a.name == "Session" for a in node.names):
+                offenders.append(f"{path.name}:{node.lineno} imports winrm.Session")
+            if isinstance(node, ast.Attribute) and node.attr == "Session" and getattr(node.value, "id", "") == "winrm":
+                offenders.append(f"{path.name}:{node.lineno} uses winrm.Session")
+            if isinstance(node, ast.Attribute) and node.attr == "run_cmd":
+                offenders.append(f"{path.name}:{node.lineno} calls run_cmd")
+    assert offenders == []
