@@ -18,18 +18,25 @@ from comfyinfra.operations.snapshot import ask, expect, probe
 from comfyinfra.plan import PlanError, make_plan
 from comfyinfra.preflight import resolved_tags, spec_for, windows_plan_for
 from comfyinfra.windows.spec import WindowsHostSpec
-from roles import base, comfyui, custom_nodes, host_ops, models, service, windows
+from roles import base, comfyui, container, custom_nodes, host_ops, models, service, windows
 
 
 def comfyui_host():
     try:
         plan = make_plan(spec_for(host), *ask(probe(Platform), probe(NvidiaGpus)), tags=resolved_tags())
-        expect([p for role in (base, comfyui, custom_nodes, models, service, host_ops) for p in role.probes(plan)])
+        roles = (base, container, models, host_ops) if plan.service_manager == "compose" else \
+            (base, comfyui, custom_nodes, models, service, host_ops)
+        expect([p for role in roles for p in role.probes(plan)])
     except (PlanError, UnreadableFact) as error:  # this host only: any other exception would stop every host
         refuse(name="Plan this host", message=f"{host.name}: {error}")
         return
     base.preflight(plan)
     base.base(plan)
+    if plan.service_manager == "compose":  # ComfyUI in a container: built from the plan, run by compose
+        models.models(plan)
+        container.container(plan)
+        host_ops.host_ops(plan)
+        return
     venv, changed = comfyui.comfyui(plan)
     changed += custom_nodes.custom_nodes(plan, venv)
     comfyui.torch_intact(plan, installs=tuple(changed))  # every requirements install is among these

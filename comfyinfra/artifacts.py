@@ -196,8 +196,9 @@ def _comfyui(plan: HostPlan) -> list[Artifact]:
 
 def _models(plan: HostPlan) -> list[Artifact]:
     paths = plan.paths
-    found = [Artifact("models", "models", "extra_model_paths.yaml", paths.extra_model_paths, "extra_model_paths.yaml.j2",
-                      {"model_paths": ModelPathsView(paths.models, MODEL_FOLDERS)}, restarts=True)]
+    found = [] if plan.service_manager == "compose" else [  # a container's is built into its image
+        Artifact("models", "models", "extra_model_paths.yaml", paths.extra_model_paths, "extra_model_paths.yaml.j2",
+                 {"model_paths": ModelPathsView(paths.models, MODEL_FOLDERS)}, restarts=True)]
     if plan.models:
         found.append(Artifact("models", "models", "Model sync helper", paths.model_sync_helper,
                               source=HOST_HELPERS / "model_sync.py", mode="755"))
@@ -211,6 +212,8 @@ def _service(plan: HostPlan) -> list[Artifact]:
         found.append(Artifact("service", "secrets", f"Secrets env file {paths.secrets_env} (0640)", paths.secrets_env,
                               secrets=tuple(sorted(spec.service_secrets.items())), mode="640",
                               group=spec.service_user, restarts=True))
+    if plan.service_manager == "compose":
+        return found  # the container's compose file: comfyinfra.container.artifacts
     view = {"service": service_view(plan)}
     if plan.service_manager == "supervisor":
         found.append(Artifact("service", "service", "supervisord program", PROGRAM_CONF, "supervisor-comfyui.conf.j2",
@@ -254,6 +257,11 @@ def _host_ops(plan: HostPlan) -> list[Artifact]:
 
 def host_artifacts(plan: HostPlan) -> tuple[Artifact, ...]:
     """Every file this host gets, in the order the deploy uploads them."""
+    if plan.service_manager == "compose":  # ComfyUI's own files are built into the image
+        from comfyinfra.container.artifacts import container_artifacts  # it builds on this module
+        from comfyinfra.container.plan import make_container_plan
+
+        return (*_models(plan), *container_artifacts(make_container_plan(plan)), *_service(plan), *_host_ops(plan))
     return (*_comfyui(plan), *_models(plan), *_service(plan), *_host_ops(plan))
 
 

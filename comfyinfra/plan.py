@@ -7,7 +7,7 @@ operations and what the offline review renders. Errors are `PlanError`s a user c
 from __future__ import annotations
 
 import shlex
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from comfyinfra.hostinfo import GpuProbe, HostPlatform
 from comfyinfra.quoting import cron_command
@@ -155,7 +155,7 @@ class HostPlan:
     torch: TorchChoice
     constraints: tuple[str, ...]
     pip_config: tuple[tuple[str, str], ...]  # (key, value) lines of [global] in the venv's pip.conf
-    service_manager: str  # systemd | supervisor
+    service_manager: str  # systemd | supervisor | compose (a container section)
     launch_args: tuple[str, ...]
     env: tuple[tuple[str, str], ...] = ()
     models: tuple[ModelPlan, ...] = ()
@@ -190,6 +190,8 @@ class HostPlan:
     @property
     def service_log(self) -> str:
         """Where ComfyUI's own output goes, for hints: the journal under systemd, a file under supervisord."""
+        if self.service_manager == "compose":
+            return f"{self.spec.container.engine} logs comfyui"
         return "journalctl -u comfyui" if self.service_manager == "systemd" else f"{self.paths.logs}/comfyui.log"
 
     @property
@@ -332,6 +334,11 @@ def check_private_tmp(spec: HostSpec, paths: Paths, service_manager: str) -> Non
 
 
 def choose_service_manager(spec: HostSpec, platform: HostPlatform) -> str:
+    if spec.container is not None:
+        if spec.service_manager != "auto":
+            raise PlanError(f"service_manager is {spec.service_manager!r} but this host runs ComfyUI in a container, "
+                            "which compose runs; allowed with a container section: 'auto'")
+        return "compose"
     if spec.service_manager != "auto":
         if spec.service_manager == "systemd" and not platform.systemd:
             raise PlanError("service_manager is 'systemd' but systemd is not running as init on this host; "
@@ -438,6 +445,8 @@ def make_plan(spec: HostSpec, platform: HostPlatform | None, probe: GpuProbe | N
     elif spec.pip_sources.no_index:
         torch = TorchChoice(torch.variant, None, torch.requirements, torch.reason + ", from find_links only (no_index)")
     service_manager = choose_service_manager(spec, platform)
+    if spec.container is not None:  # ComfyUI and its nodes are checked out into the image's build context
+        paths = replace(paths, app=f"{paths.root}/build/ComfyUI", custom_nodes=f"{paths.root}/build/ComfyUI/custom_nodes")
     check_private_tmp(spec, paths, service_manager)
     nodes = tuple(
         NodePlan(node.name, f"{paths.custom_nodes}/{node.name}", pin(node.repo, node.ref, tags), node.install_requirements)

@@ -29,6 +29,7 @@ the program applies, as read in its source or manual:
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 import unicodedata
@@ -252,7 +253,31 @@ def xml_attr(value: object) -> str:
     return _xml_escaped(value, "an XML attribute").replace('"', "&quot;").replace("'", "&apos;")
 
 
+# A word a Dockerfile instruction (ENV, COPY, RUN's shell) takes as it is: no whitespace, quote, `$` (Docker's own
+# variable expansion), backslash (its line continuation) or shell metacharacter.
+DOCKER_WORD = re.compile(r"[A-Za-z0-9._/:@+=,%-]+")
+
+
+def docker_word(value: object) -> str:
+    """One word of a Dockerfile line (ENV value, COPY path, RUN argument), refused unless it needs no quoting."""
+    text = _one_line(value, "a Dockerfile")
+    if not DOCKER_WORD.fullmatch(text):
+        raise ValueError(f"{text!r} can't be written as one Dockerfile word; allowed: letters, digits and . _ / : @ + = "
+                         ", % -")
+    return text
+
+
+def docker_json(words: Iterable[object]) -> str:
+    """A JSON array for CMD/HEALTHCHECK's exec form (no shell: each element is one argument, as json escapes it)."""
+    return json.dumps([_one_line(word, "a Dockerfile") for word in words])
+
+
+def shell_command(words: Iterable[object]) -> str:
+    """One POSIX sh command line from words, each quoted as sh reads it (shlex.join): compose's CMD-SHELL."""
+    return shlex.join(_one_line(word, "a shell command") for word in words)
+
+
 JINJA_FILTERS = {f.__name__: f for f in (
     systemd_value, systemd_exec, systemd_env, systemd_paths, supervisor_value, supervisor_logfile, supervisor_command,
     supervisor_env, cron_command, yaml_value, logrotate_path, pip_conf_value, ps_string, ps_array, ps_native_args,
-    xml_text, xml_attr)}
+    xml_text, xml_attr, docker_word, docker_json, shell_command)}

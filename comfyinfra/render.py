@@ -25,7 +25,8 @@ from pathlib import Path
 
 from comfyinfra.artifacts import HOST_HELPERS, Artifact, host_artifacts, secret_marker
 from comfyinfra.fleet import REPO, FleetHost, load_fleet
-from comfyinfra.plan import HostPlan, PlanError, declared_platform, plan_without_host
+from comfyinfra.container.plan import make_container_plan
+from comfyinfra.plan import HostPlan, PlanError, declared_platform, plan_without_host, service_env
 from comfyinfra.spec import RefKind
 from comfyinfra.validate import InventoryError
 from comfyinfra.windows.artifacts import windows_artifacts
@@ -129,15 +130,29 @@ def origin(artifact: Artifact) -> str:
     return "secrets: markers here, values on stdin at deploy time"
 
 
+def launch(plan: HostPlan) -> tuple[tuple[str, ...], tuple[tuple[str, str], ...]]:
+    """ComfyUI's argv and environment where it runs: on the host, or in its container (the image's paths)."""
+    if plan.service_manager != "compose":
+        return plan.argv, plan.env
+    container = make_container_plan(plan)
+    return container.argv, service_env(plan.spec, container.inside, plan.gpus)
+
+
+def launch_intro(plan: HostPlan) -> str:
+    if plan.service_manager == "compose":
+        return "One argument a line, as the image's CMD passes them (inside the container; compose.yaml publishes the port):"
+    return "One argument a line, as the unit's ExecStart= or supervisord's command= passes them:"
+
+
 def plan_md(host: FleetHost, plan: HostPlan, artifacts: tuple[Artifact, ...], inventory: str) -> str:
     spec = plan.spec
     out = [MARKER, f"# {host.name}", "",
            (f"Planned from {inventory} and group_data/ without connecting: the declared platform and GPU stand in "
             "for the host's facts, which win at deploy time (a contradiction fails the host)."), "",
            table(("what", "value"), list(summary(host, plan).items())),
-           "## Launch", "", "One argument a line, as the unit's ExecStart= or supervisord's command= passes them:", "",
-           "```", *(shlex.quote(arg) for arg in plan.argv), "```", "",
-           table(("variable", "value"), [*plan.env, *((k, secret_marker(v))
+           "## Launch", "", launch_intro(plan), "",
+           "```", *(shlex.quote(arg) for arg in launch(plan)[0]), "```", "",
+           table(("variable", "value"), [*launch(plan)[1], *((k, secret_marker(v))
                                                       for k, v in sorted(spec.service_secrets.items()))]),
            "## Custom nodes", "",
            table(("name", "repo", "pin", "requirements"),

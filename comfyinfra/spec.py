@@ -633,6 +633,10 @@ SEED_CLEANUP = [  # the seed playbooks' values: outputs 24 h, temp 1 h, inputs 7
 ]
 
 
+# The container section lives beside the code that builds and runs it; it needs SpecModel, defined above.
+from comfyinfra.container.spec import ContainerSpec  # noqa: E402
+
+
 class HostSpec(SpecModel):
     """Everything comfyinfra needs to know about one ComfyUI host."""
 
@@ -669,6 +673,9 @@ class HostSpec(SpecModel):
     service_manager: Literal["auto", "systemd", "supervisor"] = Field(
         "auto", description="auto: systemd when it is PID 1 on the host, else supervisord"
     )
+    container: ContainerSpec | None = Field(None, description="run ComfyUI in a container built on the host from "
+                                            "this plan ({base, base_image, engine, ...}; comfyinfra/container/spec.py); "
+                                            "compose is then its service manager")
     health_timeout_s: int = Field(180, ge=5, le=3600, description="how long to wait for /system_stats after a (re)start")
     model_catalog: dict[str, Model] = Field(
         default_factory=dict, description="fleet-wide model files by name; hosts pick from it with `models`")

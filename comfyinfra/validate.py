@@ -20,8 +20,8 @@ from pydantic import ValidationError
 from pyinfra.api.arguments import all_global_arguments
 from pyinfra.api.connectors import get_all_connectors
 
-from comfyinfra.plan import PlanError, check_private_tmp, make_paths, plan_without_host
 from comfyinfra.kinds import KIND_GROUPS, AnySpec, spec_class, spec_fields
+from comfyinfra.plan import PlanError, check_private_tmp, make_paths, plan_without_host
 from comfyinfra.spec import SPEC_FIELDS, HostKind, HostSpec
 from comfyinfra.torch_matrix import Gpu, TorchChoiceError, choose_torch
 from comfyinfra.windows.plan import FrontedHostError, make_windows_plan

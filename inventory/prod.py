@@ -23,6 +23,11 @@ dgx = [
 linux = [
     ("gpu-4090", {**_ssh, "gpu": {"name": "NVIDIA GeForce RTX 4090", "vram_mib": 24564, "compute_capability": "8.9"},
                   "platform_arch": "x86_64", "platform_init": "systemd"}),
+    # Containerised: nvidia/cuda runtime base with the plan's torch wheels (cu128 for Blackwell), models mounted
+    # read-only from the host's store, docker compose with the NVIDIA Container Toolkit.
+    ("gpu-5060ti", {**_ssh, "gpu": {"name": "NVIDIA GeForce RTX 5060 Ti", "vram_mib": 16311, "compute_capability": "12.0"},
+                    "platform_arch": "x86_64", "platform_init": "systemd",
+                    "container": {"base": "cuda", "base_image": "nvidia/cuda:12.8.1-runtime-ubuntu24.04"}}),
 ]
 # The Windows 11 box that runs wsl-3090: it starts that ComfyUI at boot (scheduled task + watchdog) and fronts it
 # with IIS over HTTPS. Reached over WinRM (HTTPS 5986, certificate validated); passwords come from the environment

@@ -5,6 +5,7 @@ UMask=0027 except where the service must read through."""
 from pyinfra import host
 from pyinfra.api import deploy
 
+from comfyinfra.container.plan import CONTAINER_UID
 from comfyinfra.operations.git import GitSourceReachable, sources_reachable
 from comfyinfra.operations.pip import TorchSource, torch_source_reachable
 from comfyinfra.operations.snapshot import probe
@@ -51,8 +52,8 @@ def changing_hands(plan: HostPlan, path: str) -> dict:
 
 def probes(plan: HostPlan) -> list:
     user = plan.spec.service_user
-    return [*(probe(GitSourceReachable, repo=repo, dest=dest) for repo, dest, _ in sources(plan)),
-            probe(TorchSource, **torch_source(plan)),
+    torch = [] if plan.service_manager == "compose" else [probe(TorchSource, **torch_source(plan))]  # built in the image
+    return [*(probe(GitSourceReachable, repo=repo, dest=dest) for repo, dest, _ in sources(plan)), *torch,
             probe(DebStatus, packages=packages(plan)), probe(Passwd, user=user),
             *(probe(PathState, path=path) for path, *_ in tree(plan))]
 
@@ -62,6 +63,8 @@ def preflight(plan: HostPlan):
     """Checks that touch nothing: a source the host can't reach stops it before any package is installed,
     user created or directory made."""
     sources_reachable(name="Sources reachable", sources=sources(plan))
+    if plan.service_manager == "compose":
+        return  # torch is installed by the image's build, which reaches its own sources
     torch_source_reachable(name=f"PyTorch source reachable ({plan.torch.requirements[0]})", hint=TORCH_SOURCE_HINT,
                            **torch_source(plan))
 
@@ -70,7 +73,9 @@ def preflight(plan: HostPlan):
 def base(plan: HostPlan):
     os_packages(name="OS packages", packages=packages(plan))
     user = plan.spec.service_user
-    service_user(name=f"Service user {user}", user=user, home=plan.paths.home)
+    # A container host's service user is the image's (same uid): what ComfyUI writes on the volumes is its own.
+    uid = CONTAINER_UID if plan.service_manager == "compose" else None
+    service_user(name=f"Service user {user}", user=user, home=plan.paths.home, uid=uid)
     # ComfyUI empties temp/ at every start; it can't re-create it under the root-owned tree, so its mode holds.
     for path, owner, group, mode in host.loop(tree(plan)):
         directory(name=f"Directory {path}", path=path, user=owner, group=group, mode=mode,

@@ -251,29 +251,38 @@ def os_packages(packages: tuple[str, ...]):
 
 
 class Passwd(FactBase):
-    """A user's passwd entry as {home, shell}; None when there is no such user."""
+    """A user's passwd entry as {uid, home, shell}; None when there is no such user."""
 
     def command(self, user: str) -> str:
         return f"getent passwd {q(user)} || true"
 
     def process(self, output) -> dict | None:
         fields = "".join(output).strip().split(":")
-        return {"home": fields[5], "shell": fields[6]} if len(fields) == 7 else None
+        return {"uid": fields[2], "home": fields[5], "shell": fields[6]} if len(fields) == 7 else None
 
 
 @operation()
-def service_user(user: str, home: str, shell: str = "/usr/sbin/nologin"):
+def service_user(user: str, home: str, shell: str = "/usr/sbin/nologin", uid: int | None = None):
     """
     A system user (and its group) to run the service.
 
     + user: name
     + home: its home, set at creation only (moving an existing user's home fails while its processes run)
     + shell: login shell
+    + uid: its uid and gid when it must have these (a container's user); an existing user with another is refused
     """
     entry = observe(Passwd, user=user)
-    if entry is None:
+    if entry is None and uid is not None:
+        yield (f"getent group {q(user)} >/dev/null || groupadd --system --gid {uid} {q(user)}; "
+               f"id -u {q(user)} >/dev/null 2>&1 || useradd --system --uid {uid} --gid {q(user)} --no-create-home "
+               f"--home-dir {q(home)} --shell {q(shell)} {q(user)}")
+    elif entry is None:
         yield (f"id -u {q(user)} >/dev/null 2>&1 || useradd --system --user-group --no-create-home "
                f"--home-dir {q(home)} --shell {q(shell)} {q(user)}")
+    elif uid is not None and entry.get("uid") != str(uid):
+        yield fail_command(f"comfyinfra: the service user {user} exists with uid {entry.get('uid')}, but the container's "
+                           f"user is {uid} (what ComfyUI writes on the host's volumes must be that user's); set "
+                           "service_user to a name not in use on this host")
     elif entry["shell"] != shell:
         yield f"usermod --shell {q(shell)} {q(user)}"
     else:

@@ -64,6 +64,9 @@ def start_sshd(workdir: Path) -> Sshd:
         f"AuthorizedKeysFile {d / 'authorized_keys'}\nPermitRootLogin prohibit-password\n"
         "PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\n"
         "Subsystem sftp internal-sftp\n"
+        # this machine's podman needs its settings (tests/support/containers.conf), as a real host has them in
+        # /etc/containers/containers.conf: the container host's deploy runs podman over this SSH
+        f"SetEnv CONTAINERS_CONF={REPO_ROOT / 'tests' / 'support' / 'containers.conf'}\n"
     )
     Path("/run/sshd").mkdir(exist_ok=True)  # privilege separation directory
     process = subprocess.Popen([sshd_bin, "-D", "-e", "-f", str(d / "sshd_config")],

@@ -9,6 +9,8 @@ import shlex
 
 import pytest
 
+from comfyinfra.container.plan import CONTAINER_NAME, make_container_plan
+
 SUPERVISORCTL = "supervisorctl -c /etc/supervisor/supervisord.conf"
 
 # Reads a .safetensors header on the host: 8-byte little-endian length, JSON header, and the largest
@@ -33,7 +35,15 @@ def get_json(host, plan, route: str):
 
 
 def test_service_is_running(host, target):
-    if target.service_manager == "supervisor":
+    if target.service_manager == "compose":  # the service is the container
+        container = make_container_plan(target)
+        engine = container.spec.engine
+        state = host.run(f"{engine} inspect --format '{{{{.State.Status}}}}' {CONTAINER_NAME}")
+        assert state.stdout.strip() == "running", f"container {CONTAINER_NAME}: {state.stdout.strip() or state.stderr!r}; see {container.logs_command}"
+        health = host.run(f"{engine} healthcheck run {CONTAINER_NAME}" if engine == "podman" else
+                           f"docker inspect --format '{{{{.State.Health.Status}}}}' {CONTAINER_NAME} | grep -qx healthy")
+        assert health.rc == 0, f"container {CONTAINER_NAME} is not healthy; see {container.logs_command}"
+    elif target.service_manager == "supervisor":
         status = host.run(f"{SUPERVISORCTL} status comfyui").stdout
         assert "RUNNING" in status, f"supervisord reports: {status.strip()!r}; see {target.paths.logs}/comfyui.log"
     else:

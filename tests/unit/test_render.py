@@ -63,7 +63,7 @@ def test_a_render_is_identical_twice_and_from_another_working_directory(tmp_path
     assert result.returncode == 0, result.stderr
     tree = read_tree(first)
     assert tree == read_tree(second) == read_tree(elsewhere) == read_tree(REPO / "rendered")
-    hosts = {"wsl-3090", "runpod-a5000", "dgx-spark", "gpu-4090", "win-3090"}
+    hosts = {"wsl-3090", "runpod-a5000", "dgx-spark", "gpu-4090", "gpu-5060ti", "win-3090"}
     assert {path.split("/")[0] for path in tree} == hosts | {"README.md"}
     assert all(f"{host}/PLAN.md" in tree for host in hosts)
 
@@ -90,11 +90,13 @@ def test_a_group_data_change_lands_on_exactly_the_expected_files(repo_copy, tmp_
     assert result.returncode == 0, result.stderr
     old, new = read_tree(before), read_tree(after)
     changed = {path for path in old.keys() | new.keys() if old.get(path) != new.get(path)}
-    # the flag reaches ComfyUI's argv: each host's unit (the supervisord program on the RunPod pod) and its PLAN.md
+    # the flag reaches ComfyUI's argv: each host's unit (the supervisord program on the RunPod pod), a container
+    # host's Dockerfile (CMD) and compose.yaml (the image's tag names what is built into it), and each PLAN.md
+    containers = {f"{host}/{path}" for host in ("dgx-spark", "gpu-5060ti")
+                  for path in ("opt/comfyui/build/Dockerfile", "opt/comfyui/compose.yaml", "PLAN.md")}
     assert changed == {"wsl-3090/etc/systemd/system/comfyui.service", "wsl-3090/PLAN.md",
                        "runpod-a5000/etc/supervisor/conf.d/comfyui.conf", "runpod-a5000/PLAN.md",
-                       "dgx-spark/etc/systemd/system/comfyui.service", "dgx-spark/PLAN.md",
-                       "gpu-4090/etc/systemd/system/comfyui.service", "gpu-4090/PLAN.md"}
+                       "gpu-4090/etc/systemd/system/comfyui.service", "gpu-4090/PLAN.md", *containers}
     assert b"--preview-method auto" in new["gpu-4090/etc/systemd/system/comfyui.service"]
 
 
@@ -144,9 +146,10 @@ def test_plan_md_and_the_fleet_table_read_back_to_the_plan(prod):
         assert facts["torch"].split() == list(plan.torch.requirements)
         assert facts["health URL"] == plan.health_url and facts["service manager"] == plan.service_manager
         assert plan.spec.comfyui_ref in facts["ComfyUI"]
-        assert dict(environment[1:]) == dict(plan.env)
+        argv, env = render.launch(plan)  # a container host's: the image's CMD and environment
+        assert dict(environment[1:]) == dict(env)
         launch = text.split("```\n")[1].splitlines()
-        assert launch == list(plan.argv)
+        assert launch == list(argv)
         files = rest[-1]
         assert [row[0] for row in files[1:]] == [a.dest for a in host_artifacts(plan)]
         crons = rest[-2]

@@ -11,6 +11,7 @@ ExecStart=), then `systemd-analyze verify` over all accepted units at once; cron
 from __future__ import annotations
 
 import configparser
+import json
 import enum
 import re
 import shlex
@@ -27,6 +28,8 @@ from hypothesis import strategies as st
 from pydantic import BaseModel
 
 from comfyinfra.artifacts import WSL_CONF, host_artifacts
+from comfyinfra.container.artifacts import container_artifacts
+from comfyinfra.container.plan import make_container_plan
 from comfyinfra.facts import GpuProbe, HostPlatform
 from comfyinfra.plan import PlanError, make_plan
 from comfyinfra.spec import HostSpec
@@ -112,6 +115,11 @@ FIELDS: list[tuple[tuple, str, dict]] = [
     (("platform_arch",), "x86_64", {}),
     (("platform_init",), "systemd", {}),
     (("wsl_default_user",), "fred", {"host_kind": "wsl"}),
+    (("container", "base"), "cuda", {"container": {"base_image": "nvidia/cuda:12.8.1-runtime-ubuntu24.04"}}),
+    (("container", "base_image"), "nvcr.io/nvidia/pytorch:25.09-py3", {"container": {"base": "ngc"}}),
+    (("container", "engine"), "podman", {"container": {"base": "python", "base_image": "localhost/base:1"}}),
+    (("container", "image"), "comfyinfra/comfyui", {"container": {"base": "python", "base_image": "localhost/base:1"}}),
+    (("container", "restart"), "always", {"container": {"base": "python", "base_image": "localhost/base:1"}}),
     (("vram_mode",), "default", {}),
     (("preview_method",), "none", {}),
     (("gpu_select",), "GPU-4090", {}),
@@ -277,6 +285,20 @@ def common_artifacts(plan) -> None:
             "find", dirs[rule.directory], "-xdev", "-type", "f", "-mmin", f"+{rule.older_than_minutes}", "-delete"]
 
 
+def container_artifacts_hold(plan) -> None:
+    """The compose file read back by YAML, the Dockerfile's base and CMD read back as Docker reads them."""
+    container = make_container_plan(plan)
+    files = {a.dest: a.render().decode() for a in container_artifacts(container)}
+    compose = yaml.safe_load(files[container.compose_file])["services"]["comfyui"]
+    assert compose["image"].split(":")[0].endswith(plan.spec.container.image)
+    assert compose["restart"] == plan.spec.container.restart
+    assert f"{plan.paths.models}:/models:ro" in compose["volumes"]
+    lines = files[container.dockerfile].splitlines()
+    assert f"ARG BASE_IMAGE={plan.spec.container.base_image}" in lines
+    cmd = next(line for line in lines if line.startswith("CMD "))
+    assert json.loads(cmd[4:]) == list(container.argv)
+
+
 def artifacts_hold(spec: HostSpec, units: list[str]) -> None:
     """Every artifact of this spec on a systemd host and on a supervisord host reads back intact."""
     for platform in (SYSTEMD, CONTAINER):
@@ -284,6 +306,9 @@ def artifacts_hold(spec: HostSpec, units: list[str]) -> None:
             plan = make_plan(spec, platform, RTX4090)
         except PlanError:
             return  # refused per host, with a message (e.g. a declared GPU that doesn't match the detected one)
+        if plan.service_manager == "compose":  # pip.conf, constraints, model paths: the image's, checked here
+            container_artifacts_hold(plan)
+            return
         if plan.service_manager == "systemd":
             units += systemd_artifacts(plan)
         else:
