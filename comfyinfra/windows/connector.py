@@ -24,9 +24,9 @@ from pyinfra.connectors.base import BaseConnector
 from pyinfra.connectors.util import CommandOutput, OutputLine
 from typing_extensions import Unpack, override
 
-from comfyinfra.windows.winrm import Executor, WinRMCommandError, WinRMConnectionError, WinRMTarget
 
 if TYPE_CHECKING:
+    from comfyinfra.windows.winrm import Executor, WinRMTarget
     from pyinfra.api.arguments import ConnectorArguments
 
 SETTINGS = ("host", "port", "scheme", "transport", "user", "password_env", "cert_validation", "ca_trust_path",
@@ -38,6 +38,14 @@ REFUSED = {
     "_sudo": "sudo", "_sudo_user": "sudo", "_su_user": "su", "_doas": "doas", "_doas_user": "doas",
     "_dzdo": "dzdo", "_dzdo_user": "dzdo", "_chdir": "_chdir", "_env": "_env", "_stdin": "_stdin",
 }
+
+
+def transport():
+    """comfyinfra.windows.winrm, imported when a Windows host connects: pyinfra loads every registered connector on
+    every run, and pywinrm with its dependencies costs about 0.1 s to import."""
+    from comfyinfra.windows import winrm
+
+    return winrm
 
 
 def winrm_target(host_name: str, settings: object, environ: Mapping[str, str]) -> WinRMTarget:
@@ -71,7 +79,7 @@ def winrm_target(host_name: str, settings: object, environ: Mapping[str, str]) -
             address = f"[{address}]"
     except ValueError:
         pass
-    return WinRMTarget(
+    return transport().WinRMTarget(
         host_name=host_name,
         endpoint=f"{scheme}://{address}:{settings.get('port', 5986)}/wsman",
         transport=settings.get("transport", "ntlm"),
@@ -106,10 +114,10 @@ class WinRMConnector(BaseConnector):
     def connect(self) -> None:
         settings = self.host.data.get("winrm")
         target = winrm_target(self.host.name, settings, os.environ)
-        self.executor = Executor(target)
+        self.executor = transport().Executor(target)
         try:
             self.executor.check_connection()
-        except WinRMConnectionError as error:
+        except transport().WinRMConnectionError as error:
             self.executor.close()
             message = str(error)
             if error.kind == "credentials":
@@ -166,7 +174,7 @@ class WinRMConnector(BaseConnector):
             data = data.encode("utf-8")
         try:
             self._executor().put_file(data, remote_filename)
-        except (WinRMCommandError, ValueError) as error:
+        except (transport().WinRMCommandError, ValueError) as error:
             return self._failed(str(error))
         if print_output:
             echo(f"{self.host.print_prefix}file uploaded: {remote_filename}", err=True)
@@ -187,7 +195,7 @@ class WinRMConnector(BaseConnector):
             return self._failed(refusal)
         try:
             data = self._executor().get_file(remote_filename)
-        except (WinRMCommandError, ValueError) as error:
+        except (transport().WinRMCommandError, ValueError) as error:
             return self._failed(str(error))
         with get_file_io(filename_or_io, "wb") as file_io:
             file_io.write(data)
