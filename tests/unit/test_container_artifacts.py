@@ -117,6 +117,15 @@ def test_every_dockerfile_is_hadolint_clean(variant):
                 f"line {number + 1}: {line!r} has no reason on the comment line above it"
 
 
+def test_the_committed_renders_of_the_fleet_are_hadolint_clean():
+    """rendered/<host>/.../Dockerfile of inventory/prod.py (the DGX Spark's NGC one, the RTX 5060 Ti's CUDA one)."""
+    files = sorted((Path(__file__).resolve().parents[2] / "rendered").glob("*/opt/comfyui/build/Dockerfile"))
+    assert {path.parts[-5] for path in files} >= {"dgx-spark", "gpu-5060ti"}
+    for path in files:
+        findings = hadolint(path.read_bytes())
+        assert findings == [], f"{path}: " + "; ".join(f"line {f['line']}: {f['code']}" for f in findings)
+
+
 @dataclass
 class Instructions:
     """The Dockerfile as BuildKit's parser reads it."""
