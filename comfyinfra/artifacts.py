@@ -27,6 +27,7 @@ TEMPLATES = REPO / "templates"
 HOST_HELPERS = Path(__file__).resolve().parent / "host_helpers"
 
 SERVICE = "comfyui"
+SUPERVISORD_CONF = "/etc/supervisor/supervisord.conf"  # Debian/Ubuntu package layout
 PROGRAM_CONF = f"/etc/supervisor/conf.d/{SERVICE}.conf"
 EXTRAS = f"/etc/supervisor/conf.d/{SERVICE}-extras.conf"
 UNIT = f"/etc/systemd/system/{SERVICE}.service"

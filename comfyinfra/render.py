@@ -26,7 +26,7 @@ from pathlib import Path
 from comfyinfra.artifacts import HOST_HELPERS, Artifact, host_artifacts, secret_marker
 from comfyinfra.fleet import REPO, FleetHost, load_fleet
 from comfyinfra.container.plan import make_container_plan
-from comfyinfra.plan import HostPlan, PlanError, declared_platform, plan_without_host, service_env
+from comfyinfra.plan import HostPlan, PlanError, declared_platform, plan_without_host
 from comfyinfra.spec import RefKind
 from comfyinfra.validate import InventoryError
 from comfyinfra.windows.artifacts import windows_artifacts
@@ -135,7 +135,7 @@ def launch(plan: HostPlan) -> tuple[tuple[str, ...], tuple[tuple[str, str], ...]
     if plan.service_manager != "compose":
         return plan.argv, plan.env
     container = make_container_plan(plan)
-    return container.argv, service_env(plan.spec, container.inside, plan.gpus)
+    return container.argv, container.env
 
 
 def launch_intro(plan: HostPlan) -> str:

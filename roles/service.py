@@ -11,7 +11,7 @@ import shlex
 
 from pyinfra.api import deploy
 
-from comfyinfra.artifacts import PROGRAM_CONF, SERVICE, UNIT, host_artifacts, of
+from comfyinfra.artifacts import PROGRAM_CONF, SERVICE, SUPERVISORD_CONF, UNIT, host_artifacts, of
 from comfyinfra.operations.common import on_change
 from comfyinfra.operations.service import (
     SupervisorStatus,
@@ -26,7 +26,6 @@ from comfyinfra.operations.system import PathState, SystemdUnit, absent_file, un
 from comfyinfra.plan import HostPlan
 from roles import upload
 
-SUPERVISORD_CONF = "/etc/supervisor/supervisord.conf"  # Debian/Ubuntu package layout
 SUPERVISORCTL = f"supervisorctl -c {SUPERVISORD_CONF}"
 
 

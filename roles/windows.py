@@ -28,10 +28,10 @@ from comfyinfra.windows.plan import WindowsPlan
 SITE_CHECK_TIMEOUT_S = 300
 
 
-def state_params(plan: WindowsPlan) -> dict:
+def state_params(plan: WindowsPlan, artifacts: tuple) -> dict:
     paths = plan.paths
-    installer = next(a for a in windows_artifacts(plan) if a.dest == paths.iis_setup)
-    return {"files": [a.dest for a in windows_artifacts(plan)], "dirs": list(layout_dirs(plan)), "logs": paths.logs,
+    installer = next(a for a in artifacts if a.dest == paths.iis_setup)
+    return {"files": [a.dest for a in artifacts], "dirs": list(layout_dirs(plan)), "logs": paths.logs,
             "user": plan.spec.wsl_user, "installer": paths.iis_setup, "installer_sha256": sha256(installer.render()),
             "task_path": plan.task_path, "task_name": plan.task_name, "stamp": task_stamp_path(plan)}
 
@@ -49,10 +49,10 @@ def task_stamp_path(plan: WindowsPlan) -> str:
 @deploy("Windows host")
 def windows(plan: WindowsPlan):
     paths, spec = plan.paths, plan.spec
-    state = host.get_fact(WindowsState, params=json.dumps(state_params(plan), sort_keys=True))
+    artifacts = windows_artifacts(plan)
+    state = host.get_fact(WindowsState, params=json.dumps(state_params(plan, artifacts), sort_keys=True))
     if state is None:  # the fact failed: pyinfra printed its error and failed this host (only)
         return
-    artifacts = windows_artifacts(plan)
     changed = {a.dest: state.files.get(a.dest) != sha256(a.render()) for a in artifacts}
 
     acl_layout(name="Directories (administrators-only ACLs)", dirs=layout_dirs(plan), logs=paths.logs,

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from comfyinfra.artifacts import Artifact, ConstraintsView, ModelPathsView, PipConfView
 from comfyinfra.container.plan import CONTAINER_NAME, CONTAINER_UID, WHEELS_CONTEXT, ContainerPlan
-from comfyinfra.plan import pip_config, service_env
+from comfyinfra.plan import pip_config
 from comfyinfra.spec import MODEL_FOLDERS
 
 HEALTH_START_PERIOD_S = 180
@@ -77,7 +77,7 @@ def image_view(plan: ContainerPlan) -> ImageView:
     nodes = tuple(f"{inside.custom_nodes}/{node.name}/requirements.txt" for node in host.nodes if node.install_requirements)
     return ImageView(
         kind=spec.host_kind.value, label=host.comfyui.label, base=plan.spec.base, base_image=plan.spec.base_image,
-        uid=CONTAINER_UID, env=service_env(spec, inside, host.gpus), app=inside.app, venv=inside.venv,
+        uid=CONTAINER_UID, env=plan.env, app=inside.app, venv=inside.venv,
         python=inside.python, state=inside.state, constraints=inside.constraints, home=inside.home,
         models=inside.models, data=(inside.input, inside.output, inside.temp, inside.user, inside.home),
         torch_requirements=() if ngc else host.torch.requirements,

@@ -12,7 +12,7 @@ import hashlib
 import shlex
 from dataclasses import dataclass
 
-from comfyinfra.plan import HostPlan, Paths, launch_args, make_paths, select_gpu
+from comfyinfra.plan import HostPlan, Paths, launch_args, make_paths, select_gpu, service_env
 
 CONTAINER_ROOT = "/opt/comfyui"
 CONTAINER_MODELS = "/models"
@@ -34,6 +34,7 @@ class ContainerPlan:
     host: HostPlan
     inside: Paths  # paths in the image
     argv: tuple[str, ...]  # ComfyUI's command in the container
+    env: tuple[tuple[str, str], ...]  # and its environment (the image's ENV)
     gpu_devices: tuple[str, ...] | None  # compose device_ids; None: count all; () no GPU reservation
 
     @property
@@ -97,4 +98,5 @@ def make_container_plan(plan: HostPlan) -> ContainerPlan:
         devices = (select_gpu(plan.spec.gpu_select, plan.gpus),)
     else:
         devices = None
-    return ContainerPlan(host=plan, inside=inside, argv=argv, gpu_devices=devices)
+    return ContainerPlan(host=plan, inside=inside, argv=argv, env=service_env(plan.spec, inside, plan.gpus),
+                         gpu_devices=devices)

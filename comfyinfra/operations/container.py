@@ -30,10 +30,11 @@ class ImagePresent(FactBase):
 class ContainerStatus(FactBase):
     """A container's state (running, exited, ...) and its image name; None when there is no such container."""
 
+    IMAGE_FIELD = {"podman": ".ImageName", "docker": ".Config.Image"}  # the image as compose named it
+
     def command(self, engine: str, container: str) -> str:
-        return f"{q(engine)} inspect --format '{{{{.State.Status}}}} {{{{.ImageName}}}}' {q(container)} 2>/dev/null || true" \
-            if engine == "podman" else \
-            f"{q(engine)} inspect --format '{{{{.State.Status}}}} {{{{.Config.Image}}}}' {q(container)} 2>/dev/null || true"
+        template = f"{{{{.State.Status}}}} {{{{{self.IMAGE_FIELD[engine]}}}}}"
+        return f"{q(engine)} inspect --format {q(template)} {q(container)} 2>/dev/null || true"
 
     def process(self, output) -> dict | None:
         words = "".join(output).split()

@@ -17,19 +17,15 @@ from pathlib import Path
 from pyinfra.api import FactBase, StringCommand
 from pyinfra.api.hiddenvalue import HiddenValue
 
+from comfyinfra.quoting import ps_string
+
 SCRIPTS = Path(__file__).resolve().parent / "scripts"
-
-
-def json_literal(params: dict) -> str:
-    """A PowerShell single-quoted literal holding `params` as JSON (ASCII: json escapes the rest, so no typographic
-    quote, which PowerShell would also end a string on, can appear)."""
-    return "'" + json.dumps(params, sort_keys=True).replace("'", "''") + "'"
 
 
 def script(name: str, params: dict, password: str | None = None) -> StringCommand:
     """The script comfyinfra/windows/scripts/<name>.ps1 with its $Params (and $Password) set first."""
     bits: list = ["$ErrorActionPreference = 'Stop'\n", f"# comfyinfra: {name}\n",
-                  f"$Params = {json_literal(params)} | ConvertFrom-Json\n"]
+                  f"$Params = {ps_string(json.dumps(params, sort_keys=True))} | ConvertFrom-Json\n"]  # json: ASCII
     if password is not None:
         encoded = base64.b64encode(password.encode()).decode()
         bits += ["$Password = [Text.Encoding]::UTF8.GetString([Convert]::FromBase64String('", HiddenValue(encoded),

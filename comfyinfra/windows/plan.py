@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from comfyinfra.artifacts import SUPERVISORD_CONF
 from comfyinfra.operations.common import SYSTEM_PATH
 from comfyinfra.plan import HostPlan, PlanError
 from comfyinfra.spec import HostKind
@@ -23,7 +24,6 @@ TASK_NAME = "ComfyUI-Watchdog"
 WSL_EXE = "C:\\Program Files\\WSL\\wsl.exe"
 POWERSHELL = "C:\\Windows\\System32\\WindowsPowerShell\\v1.0\\powershell.exe"
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
-SUPERVISORD_CONF = "/etc/supervisor/supervisord.conf"  # Debian/Ubuntu package layout, as roles/service.py
 
 
 class FrontedHostError(PlanError):
@@ -106,7 +106,7 @@ class WindowsPlan:
         return f"{self.task_path}{self.task_name}"
 
 
-def fronted_service(plan: HostPlan) -> FrontedService:
+def fronted_service(name: str, plan: HostPlan) -> FrontedService:
     """How the watchdog starts and restarts the fronted ComfyUI (as root inside the distro: the unit and the
     supervisord config are root's, so nothing the service user can write is run by the elevated task)."""
     if plan.service_manager == "systemd":
@@ -117,7 +117,7 @@ def fronted_service(plan: HostPlan) -> FrontedService:
         start = ("/bin/sh", "-c", f"{ctl} pid >/dev/null 2>&1 || env -i PATH={SYSTEM_PATH} LANG=C.UTF-8 supervisord "
                  f"-c {SUPERVISORD_CONF}; sleep 2; {ctl} start comfyui")
         restart = ("/bin/sh", "-c", f"{ctl} restart comfyui")
-    return FrontedService(host="", port=plan.spec.port, health_url=f"http://127.0.0.1:{plan.spec.port}/system_stats",
+    return FrontedService(host=name, port=plan.spec.port, health_url=f"http://127.0.0.1:{plan.spec.port}/system_stats",
                           backend=plan.service_manager, start=start, restart=restart,
                           max_upload_size_mb=plan.spec.max_upload_size_mb)
 
@@ -147,13 +147,12 @@ def check_fronted(spec: WindowsHostSpec, fronted_name: str, plan: HostPlan) -> N
 
 def make_windows_plan(name: str, spec: WindowsHostSpec, fronted_plan: HostPlan) -> WindowsPlan:
     check_fronted(spec, spec.fronts, fronted_plan)
-    service = fronted_service(fronted_plan)
     profile = spec.wsl_user_profile or f"C:\\Users\\{spec.wsl_user.split(chr(92))[-1].split('@')[0]}"
     return WindowsPlan(
         name=name,
         spec=spec,
         paths=WindowsPaths(spec.install_dir),
-        fronted=FrontedService(**{**service.__dict__, "host": spec.fronts}),
+        fronted=fronted_service(spec.fronts, fronted_plan),
         web_config=f"{spec.site.path}\\web.config",
         wslconfig=f"{profile}\\.wslconfig",
     )

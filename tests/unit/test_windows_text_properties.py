@@ -228,7 +228,7 @@ def role_script_params(plan: WindowsPlan) -> dict[str, dict]:
     paths, spec = plan.paths, plan.spec
     task = {"task_path": plan.task_path, "task_name": plan.task_name}
     return {
-        "state": state_params(plan),
+        "state": state_params(plan, windows_artifacts(plan)),
         "layout": {"dirs": list(layout_dirs(plan)), "logs": paths.logs, "user": spec.wsl_user},
         "apply-iis": {"installer": paths.iis_setup, "host_name": spec.site.host_name, "timeout_s": SITE_CHECK_TIMEOUT_S},
         "register-task": {"xml": paths.task_xml, **task, "user": spec.wsl_user, "stamp": task_stamp_path(plan),
